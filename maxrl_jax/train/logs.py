@@ -1,0 +1,192 @@
+"""Metrics (JSON lines + TensorBoard), the run's config as JSON, and console progress.
+
+Only the chief process (``jax.process_index() == 0``) writes; in other processes the writer is a
+no-op, so drivers call it unconditionally.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from typing import Any, Mapping, TextIO
+
+import numpy as np
+
+from maxrl_jax.train import mesh as mesh_lib
+
+METRICS_FILE = "metrics.jsonl"
+CONFIG_FILE = "config.json"
+TB_DIR = "tb"
+
+
+def _to_float(value: Any) -> float:
+  return float(np.asarray(value).reshape(()))
+
+
+def _json_value(value: float) -> float | str:
+  """JSON has no NaN/inf; keep them readable as strings ("nan", "inf", "-inf")."""
+  return value if math.isfinite(value) else str(value)
+
+
+def config_to_dict(config: Any) -> Any:
+  """A JSON-serialisable copy of an ``ml_collections.ConfigDict``, a dataclass or a dict."""
+  if hasattr(config, "to_dict"):
+    config = config.to_dict()
+  elif hasattr(config, "__dataclass_fields__"):
+    import dataclasses
+    config = dataclasses.asdict(config)
+  if isinstance(config, Mapping):
+    return {str(k): config_to_dict(v) for k, v in config.items()}
+  if isinstance(config, (list, tuple)):
+    return [config_to_dict(v) for v in config]
+  if isinstance(config, (np.generic, np.ndarray)):
+    return np.asarray(config).tolist()
+  if config is None or isinstance(config, (bool, int, float, str)):
+    return config
+  return str(config)
+
+
+class MetricWriter:
+  """Writes scalars to ``workdir/metrics.jsonl`` and TensorBoard events under ``workdir/tb``.
+
+  Each ``metrics.jsonl`` line is ``{"step": s, "time": unix_seconds, "<name>": value, ...}``.
+  The file is appended to, so a resumed run continues it (steps after the last checkpoint are
+  logged again by the resumed run; readers keep the last line per step and name).
+
+  Args:
+    workdir: run directory (created).
+    enabled: write files; defaults to :func:`maxrl_jax.train.mesh.is_chief`.
+    tensorboard: also write TensorBoard events (tensorboardX).
+  """
+
+  def __init__(self, workdir: str | os.PathLike, enabled: bool | None = None,
+               tensorboard: bool = True):
+    self.workdir = str(workdir)
+    self.enabled = mesh_lib.is_chief() if enabled is None else bool(enabled)
+    self._jsonl = None
+    self._tb = None
+    if not self.enabled:
+      return
+    os.makedirs(self.workdir, exist_ok=True)
+    self._jsonl = open(os.path.join(self.workdir, METRICS_FILE), "a", encoding="utf-8")
+    if tensorboard:
+      from tensorboardX import SummaryWriter  # Imported lazily: slow import.
+      self._tb = SummaryWriter(logdir=os.path.join(self.workdir, TB_DIR))
+
+  def write_scalars(self, step: int, scalars: Mapping[str, Any]) -> None:
+    """Appends one JSON line and one TensorBoard scalar per entry, all at ``step``."""
+    if not self.enabled:
+      return
+    values = {str(k): _to_float(v) for k, v in scalars.items()}
+    record = {"step": int(step), "time": time.time()}
+    record.update({k: _json_value(v) for k, v in values.items()})
+    self._jsonl.write(json.dumps(record) + "\n")
+    self._jsonl.flush()
+    if self._tb is not None:
+      for k, v in values.items():
+        self._tb.add_scalar(k, v, global_step=int(step))
+
+  def write_config(self, config: Any) -> None:
+    """Writes ``workdir/config.json`` (sorted keys, indented)."""
+    if not self.enabled:
+      return
+    path = os.path.join(self.workdir, CONFIG_FILE)
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+      json.dump(config_to_dict(config), f, indent=2, sort_keys=True)
+      f.write("\n")
+    os.replace(tmp, path)
+
+  def flush(self) -> None:
+    if self._jsonl is not None:
+      self._jsonl.flush()
+    if self._tb is not None:
+      self._tb.flush()
+
+  def close(self) -> None:
+    if self._jsonl is not None:
+      self._jsonl.close()
+      self._jsonl = None
+    if self._tb is not None:
+      self._tb.close()
+      self._tb = None
+
+  def __enter__(self) -> "MetricWriter":
+    return self
+
+  def __exit__(self, *exc) -> None:
+    self.close()
+
+
+def read_metrics(workdir: str | os.PathLike) -> list[dict]:
+  """Reads ``metrics.jsonl`` back, keeping the last record of each step (resumes re-log steps)."""
+  path = os.path.join(str(workdir), METRICS_FILE)
+  by_step: dict[int, dict] = {}
+  with open(path, encoding="utf-8") as f:
+    for line in f:
+      if line.strip():
+        rec = json.loads(line)
+        by_step.setdefault(rec["step"], {}).update(rec)
+  return [by_step[s] for s in sorted(by_step)]
+
+
+def format_duration(seconds: float) -> str:
+  """``hh:mm:ss`` (hours may exceed 24)."""
+  if not math.isfinite(seconds):
+    return "--:--:--"
+  seconds = max(0, int(round(seconds)))
+  return f"{seconds // 3600:02d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+class Progress:
+  """Console progress: ``name step i/n  x.y steps/s  ETA hh:mm:ss  k=v ...``.
+
+  The rate is measured from the first :meth:`update` (so compilation of the first chunk is not
+  counted) and printed at most every ``every_seconds`` (and always at the last step). Only the
+  chief prints.
+  """
+
+  def __init__(self, total_steps: int, start_step: int = 0, every_seconds: float = 10.0,
+               name: str = "", stream: TextIO | None = None, enabled: bool | None = None):
+    self.total_steps = int(total_steps)
+    self.start_step = int(start_step)
+    self.every_seconds = float(every_seconds)
+    self.name = name
+    self.stream = stream
+    self.enabled = mesh_lib.is_chief() if enabled is None else bool(enabled)
+    self._t0: float | None = None
+    self._step0 = self.start_step
+    self._last_print = -math.inf
+    self.steps_per_second = float("nan")
+
+  def eta_seconds(self, step: int) -> float:
+    if not self.steps_per_second > 0:
+      return float("inf")
+    return (self.total_steps - step) / self.steps_per_second
+
+  def update(self, step: int, **extra: Any) -> str | None:
+    """Records that ``step`` steps are done; prints and returns the line when due."""
+    now = time.perf_counter()
+    if self._t0 is None:
+      self._t0, self._step0 = now, int(step)
+    elif step > self._step0:
+      self.steps_per_second = (step - self._step0) / max(now - self._t0, 1e-9)
+    last = step >= self.total_steps
+    if not self.enabled or (now - self._last_print < self.every_seconds and not last):
+      return None
+    self._last_print = now
+    parts = [f"{self.name} " if self.name else "", f"step {step}/{self.total_steps}"]
+    if self.steps_per_second == self.steps_per_second:  # Not NaN.
+      parts.append(f"  {self.steps_per_second:.3g} steps/s")
+    parts.append(f"  ETA {format_duration(self.eta_seconds(step))}")
+    for k, v in extra.items():
+      try:
+        parts.append(f"  {k}={_to_float(v):.4g}")
+      except (TypeError, ValueError):
+        parts.append(f"  {k}={v}")
+    line = "".join(parts)
+    print(line, file=self.stream or sys.stdout, flush=True)
+    return line
