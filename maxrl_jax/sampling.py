@@ -123,12 +123,12 @@ def _decode_loop(step_fn, init_logits, init_cache, keys, max_new_tokens, tempera
       logprobs=jnp.zeros((r, tmax), jnp.float32), mask=jnp.zeros((r, tmax), jnp.float32),
       done=jnp.zeros((r,), bool))
   out = jax.lax.while_loop(cond, body, init)
-  return out.tokens, out.mask, out.logprobs
+  return (out.tokens, out.mask, out.logprobs), out.t
 
 
 def _sample_cached(params, cfg, prompts, keys, max_new_tokens, temperature, stop_tokens, pad_id,
                    early_exit):
-  """Shared-prompt cached sampler: ``prompts [B, Lp]``, ``keys [B, N]`` -> ``[B, N, T]`` each."""
+  """Shared-prompt cached sampler: ``prompts [B, Lp]``, ``keys [B, N]`` -> ``[B*N, T]`` each."""
   model = transformer.Decoder(cfg)
   b, lp = prompts.shape
   n = keys.shape[1]
@@ -144,9 +144,8 @@ def _sample_cached(params, cfg, prompts, keys, max_new_tokens, temperature, stop
     return logits.reshape(b * n, -1), cache
 
   flat_keys = keys.reshape((b * n,) + keys.shape[2:])
-  toks, mask, logp = _decode_loop(step_fn, init_logits.reshape(b * n, -1), cache, flat_keys,
-                                  max_new_tokens, temperature, stop_tokens, pad_id, early_exit)
-  return tuple(x.reshape(b, n, max_new_tokens) for x in (toks, mask, logp))
+  return _decode_loop(step_fn, init_logits.reshape(b * n, -1), cache, flat_keys,
+                      max_new_tokens, temperature, stop_tokens, pad_id, early_exit)
 
 
 def _sample_uncached(params, cfg, prompts, keys, max_new_tokens, temperature, stop_tokens, pad_id,
@@ -167,28 +166,27 @@ def _sample_uncached(params, cfg, prompts, keys, max_new_tokens, temperature, st
     return jax.lax.dynamic_index_in_dim(logits, lp + t, axis=1, keepdims=False), seq
 
   flat_keys = keys.reshape((r,) + keys.shape[2:])
-  toks, mask, logp = _decode_loop(step_fn, init_logits, seq, flat_keys, max_new_tokens,
-                                  temperature, stop_tokens, pad_id, early_exit)
-  return tuple(x.reshape(b, n, max_new_tokens) for x in (toks, mask, logp))
+  return _decode_loop(step_fn, init_logits, seq, flat_keys, max_new_tokens, temperature,
+                      stop_tokens, pad_id, early_exit)
 
 
-@functools.partial(jax.jit, static_argnames=(
-    "cfg", "num_samples", "max_new_tokens", "stop_tokens", "pad_id", "share_prompt", "use_cache",
-    "early_exit"))
 def sample(params: Any, cfg: DecoderConfig, prompts: Array, key: Array, *, num_samples: int,
            max_new_tokens: int, temperature: float = 1.0, stop_tokens: Sequence[int] = (),
            pad_id: int = 0, share_prompt: bool = True, use_cache: bool = True,
-           early_exit: bool = True) -> SampleOutput:
+           early_exit: bool = True, return_num_steps: bool = False):
   """Draws ``num_samples`` rollouts per prompt from ``softmax(logits / temperature)``.
+
+  Jitted (static: ``cfg``, the sizes, ``stop_tokens``, ``pad_id`` and the flags); may also be
+  called inside another ``jit``.
 
   Args:
     params: decoder parameters (``init_params``).
-    cfg: decoder config (static).
+    cfg: decoder config.
     prompts: int32 ``[B, Lp]``, all the same length; ``Lp + max_new_tokens <= cfg.max_len``.
     key: PRNG key; token ``(b, n, t)`` uses ``fold_in(fold_in(fold_in(key, b), n), t)``.
     num_samples: ``N`` rollouts per prompt.
     max_new_tokens: response length bound ``T``.
-    temperature: sampling temperature (may be traced).
+    temperature: sampling temperature ``> 0`` (may be traced; changing it does not recompile).
     stop_tokens: token ids that end a rollout (kept in the response, masked 1).
     pad_id: written after the stop token.
     share_prompt: encode each prompt once and share its cache across the N rollouts (default);
@@ -196,37 +194,57 @@ def sample(params: Any, cfg: DecoderConfig, prompts: Array, key: Array, *, num_s
     use_cache: KV-cached decoding (default); False recomputes the whole sequence every step
       (reference/benchmark; implies a repeated prompt).
     early_exit: stop the loop once every rollout has stopped (the outputs do not depend on it).
+    return_num_steps: also return the number of decoding steps the loop ran (int32 scalar).
 
   Returns:
-    ``SampleOutput`` with ``[B, N, max_new_tokens]`` tokens, mask and log-probs.
+    ``SampleOutput`` with ``[B, N, max_new_tokens]`` tokens, mask and log-probs (and the step
+    count if ``return_num_steps``).
   """
+  if num_samples < 1 or max_new_tokens < 1:
+    raise ValueError(f"need num_samples >= 1 and max_new_tokens >= 1, got {num_samples}, "
+                     f"{max_new_tokens}")
+  lp = prompts.shape[-1]
+  if lp < 1 or lp + max_new_tokens > cfg.max_len:
+    raise ValueError(f"prompt length {lp} + max_new_tokens {max_new_tokens} exceeds "
+                     f"max_len {cfg.max_len} (or the prompt is empty)")
+  out, steps = _sample_jit(params, cfg, prompts, key, temperature, num_samples=num_samples,
+                           max_new_tokens=max_new_tokens,
+                           stop_tokens=tuple(int(s) for s in stop_tokens), pad_id=int(pad_id),
+                           share_prompt=share_prompt, use_cache=use_cache,
+                           early_exit=early_exit)
+  return (out, steps) if return_num_steps else out
+
+
+@functools.partial(jax.jit, static_argnames=(
+    "cfg", "num_samples", "max_new_tokens", "stop_tokens", "pad_id", "share_prompt", "use_cache",
+    "early_exit"))
+def _sample_jit(params, cfg, prompts, key, temperature, *, num_samples, max_new_tokens,
+                stop_tokens, pad_id, share_prompt, use_cache, early_exit):
   chex.assert_rank(prompts, 2)
-  b, lp = prompts.shape
-  if lp + max_new_tokens > cfg.max_len:
-    raise ValueError(f"prompt length {lp} + max_new_tokens {max_new_tokens} > max_len {cfg.max_len}")
+  b = prompts.shape[0]
   prompts = prompts.astype(jnp.int32)
   keys = rollout_keys(key, b, num_samples)
-  args = (max_new_tokens, temperature, tuple(stop_tokens), pad_id, early_exit)
+  args = (max_new_tokens, temperature, stop_tokens, pad_id, early_exit)
   if not use_cache:
-    out = _sample_uncached(params, cfg, prompts, keys, *args)
+    out, steps = _sample_uncached(params, cfg, prompts, keys, *args)
   elif share_prompt:
-    out = _sample_cached(params, cfg, prompts, keys, *args)
+    out, steps = _sample_cached(params, cfg, prompts, keys, *args)
   else:
     rep = jnp.repeat(prompts, num_samples, axis=0)
     flat = keys.reshape((b * num_samples, 1) + keys.shape[2:])
-    out = tuple(x.reshape(b, num_samples, max_new_tokens)
-                for x in _sample_cached(params, cfg, rep, flat, *args))
-  return SampleOutput(*out)
+    out, steps = _sample_cached(params, cfg, rep, flat, *args)
+  out = tuple(x.reshape(b, num_samples, max_new_tokens) for x in out)
+  return SampleOutput(*out), steps
 
 
 def sample_naive(params: Any, cfg: DecoderConfig, prompts: Array, key: Array, *, num_samples: int,
                  max_new_tokens: int, temperature: float = 1.0, stop_tokens: Sequence[int] = (),
-                 pad_id: int = 0, early_exit: bool = True) -> SampleOutput:
+                 pad_id: int = 0, early_exit: bool = True, return_num_steps: bool = False):
   """Reference sampler: prompt repeated N times, no KV cache (full recompute every step)."""
   return sample(params, cfg, prompts, key, num_samples=num_samples,
-                max_new_tokens=max_new_tokens, temperature=temperature,
-                stop_tokens=tuple(stop_tokens), pad_id=pad_id, share_prompt=False,
-                use_cache=False, early_exit=early_exit)
+                max_new_tokens=max_new_tokens, temperature=temperature, stop_tokens=stop_tokens,
+                pad_id=pad_id, share_prompt=False, use_cache=False, early_exit=early_exit,
+                return_num_steps=return_num_steps)
 
 
 def response_logprobs(params: Any, cfg: DecoderConfig, prompts: Array, responses: Array, *,
