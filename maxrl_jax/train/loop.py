@@ -94,16 +94,21 @@ def chunk_sizes(start_step: int, total_steps: int, chunk_steps: int) -> list[tup
 
 
 def _check_finite(start: int, metrics: Mapping[str, np.ndarray], keys: Sequence[str]) -> None:
+  """Raises NonFiniteError for the earliest update whose ``keys`` metrics are not all finite."""
+  first = None  # (index, key, value)
   for key in keys:
     if key not in metrics:
       continue
-    values = np.asarray(metrics[key]).reshape(len(np.asarray(metrics[key])), -1)
+    values = np.asarray(metrics[key])
+    values = values.reshape(values.shape[0], -1)
     bad = ~np.all(np.isfinite(values), axis=1)
     if bad.any():
       i = int(np.argmax(bad))
-      value = values[i]
-      value = float(value[0]) if value.size == 1 else value.tolist()
-      raise NonFiniteError(start + i + 1, key, value)
+      if first is None or i < first[0]:
+        value = values[i]
+        first = (i, key, float(value[0]) if value.size == 1 else value.tolist())
+  if first is not None:
+    raise NonFiniteError(start + first[0] + 1, first[1], first[2])
 
 
 def run_loop(

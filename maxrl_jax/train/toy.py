@@ -81,20 +81,33 @@ def batch_rows(config, step: int, rows: slice) -> dict[str, np.ndarray]:
   return {"x": x, "y": y}
 
 
-def init_state(config) -> dict[str, Any]:
-  """Parameters, SGD state and RNG key (all replicated later)."""
-  k1, k2, key = jax.random.split(jax.random.key(config.seed), 3)
-  params = {
-      "w1": jax.random.normal(k1, (config.dim, config.hidden)) / np.sqrt(config.dim),
-      "b1": jnp.zeros((config.hidden,)),
-      "w2": jax.random.normal(k2, (config.hidden,)) / np.sqrt(config.hidden),
-      "b2": jnp.zeros(()),
-  }
-  return {"params": params, "opt_state": _optimizer(config).init(params), "key": key}
+def _optimizer() -> optax.GradientTransformation:
+  """SGD whose learning rate lives in the optimiser state (so it is data, not a constant)."""
+  return optax.inject_hyperparams(optax.sgd)(learning_rate=0.0)
 
 
-def _optimizer(config) -> optax.GradientTransformation:
-  return optax.sgd(config.lr)
+def init_state(config, mesh) -> dict[str, Any]:
+  """Parameters, SGD state (holding ``config.lr``) and RNG key, replicated over ``mesh``."""
+  return _init_fn(config.dim, config.hidden, mesh)(np.int32(config.seed),
+                                                     np.float32(config.lr))
+
+
+@functools.lru_cache(maxsize=16)
+def _init_fn(dim: int, hidden: int, mesh):
+
+  def init(seed, lr):
+    k1, k2, key = jax.random.split(jax.random.key(seed), 3)
+    params = {
+        "w1": jax.random.normal(k1, (dim, hidden)) / np.sqrt(dim),
+        "b1": jnp.zeros((hidden,)),
+        "w2": jax.random.normal(k2, (hidden,)) / np.sqrt(hidden),
+        "b2": jnp.zeros(()),
+    }
+    opt_state = _optimizer().init(params)
+    opt_state.hyperparams["learning_rate"] = lr
+    return {"params": params, "opt_state": opt_state, "key": key}
+
+  return jax.jit(init, out_shardings=mesh_lib.replicated(mesh))
 
 
 def loss_fn(params, batch) -> jax.Array:
@@ -103,22 +116,35 @@ def loss_fn(params, batch) -> jax.Array:
   return jnp.mean((pred - batch["y"]) ** 2)
 
 
+def global_norm(tree) -> jax.Array:
+  """sqrt(sum of squares of all leaves)."""
+  return jnp.sqrt(sum(jnp.sum(jnp.square(x)) for x in jax.tree.leaves(tree)))
+
+
 def make_train_chunk(config, mesh):
-  """``(state, step0, data[n, B, ...]) -> (state, metrics[n])``: ``lax.scan`` over n updates."""
-  opt = _optimizer(config)
+  """``(state, step0, data[n, B, ...]) -> (state, metrics[n])``: ``lax.scan`` over n updates.
+
+  Cached on what the program depends on, so repeated runs in one process compile once per
+  chunk length.
+  """
+  return _train_chunk_fn(float(config.grad_noise), mesh)
+
+
+@functools.lru_cache(maxsize=16)
+def _train_chunk_fn(grad_noise: float, mesh):
+  opt = _optimizer()
   state_sharding = mesh_lib.replicated(mesh)
   data_sharding = mesh_lib.batch_sharding(mesh, batch_axis=1)
 
   def update(state, inputs):
     step, batch = inputs
     loss, grads = jax.value_and_grad(loss_fn)(state["params"], batch)
-    grad_norm = optax.global_norm(grads)
+    grad_norm = global_norm(grads)
     noise_key = jax.random.fold_in(state["key"], step)
     leaves, treedef = jax.tree.flatten(grads)
     keys = jax.random.split(noise_key, len(leaves))
     grads = jax.tree.unflatten(treedef, [
-        g + config.grad_noise * jax.random.normal(k, g.shape, g.dtype)
-        for g, k in zip(leaves, keys)])
+        g + grad_noise * jax.random.normal(k, g.shape, g.dtype) for g, k in zip(leaves, keys)])
     updates, opt_state = opt.update(grads, state["opt_state"], state["params"])
     params = optax.apply_updates(state["params"], updates)
     new_state = {"params": params, "opt_state": opt_state, "key": state["key"]}
@@ -149,8 +175,7 @@ def train(config, workdir: str, devices: Sequence[jax.Device] | None = None,
   writer.write_config(config)
   ckpt = checkpoint_lib.Checkpointer(os.path.join(workdir, "checkpoints"), config.max_to_keep)
 
-  state = jax.jit(functools.partial(init_state, config),
-                  out_shardings=mesh_lib.replicated(mesh))()
+  state = init_state(config, mesh)
   start_step = 0
   restored = ckpt.restore_latest(state)
   if restored is not None:
