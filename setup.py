@@ -30,7 +30,9 @@ EXTRAS = {
         "nbformat>=5.10",
         "ipykernel>=6.29",
     ],
-    "gpu": ["jax[cuda12]>=0.6,<0.12"],
+    # NVIDIA GPUs: CUDA 13 wheels (JAX's default); "gpu-cuda12" for machines on CUDA 12 drivers.
+    "gpu": ["jax[cuda13]>=0.8,<0.12"],
+    "gpu-cuda12": ["jax[cuda12]>=0.6,<0.12"],
     "tpu": ["jax[tpu]>=0.6,<0.12"],
 }
 EXTRAS["test"] = EXTRAS["test"] + EXTRAS["data"]
