@@ -24,6 +24,7 @@ parameters ``params.npz`` and ``summary.json``.
 from __future__ import annotations
 
 import argparse
+import collections
 import functools
 import json
 import os
@@ -130,6 +131,9 @@ def make_train_chunk(config, mesh):
   return _train_chunk_fn(float(config.grad_noise), mesh)
 
 
+TRACE_COUNTS: collections.Counter = collections.Counter()
+
+
 @functools.lru_cache(maxsize=16)
 def _train_chunk_fn(grad_noise: float, mesh):
   opt = _optimizer()
@@ -157,6 +161,7 @@ def _train_chunk_fn(grad_noise: float, mesh):
       donate_argnums=0,
   )
   def chunk(state, step0, data):
+    TRACE_COUNTS[mesh] += 1  # Runs only while tracing: counts (re)compilations for the tests.
     n = data["x"].shape[0]
     steps = step0 + jnp.arange(n, dtype=jnp.int32)
     return jax.lax.scan(update, state, (steps, data))
