@@ -65,6 +65,9 @@ def test_replicate_and_a_jitted_data_parallel_mean():
   assert mesh_lib.replicate(mesh, params)["w"] is params["w"]  # Already placed: unchanged.
   on_one = jax.device_put(jnp.ones(2), jax.devices()[3])
   assert mesh_lib.replicate(mesh, on_one).sharding.spec == P()
+  key = mesh_lib.replicate(mesh, jax.random.key(3))
+  assert key.sharding.spec == P() and jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key)
+  np.testing.assert_array_equal(jax.random.key_data(key), jax.random.key_data(jax.random.key(3)))
 
   x = np.random.default_rng(0).standard_normal((32, 3)).astype(np.float32)
   batch = mesh_lib.host_local_to_global(mesh, x)

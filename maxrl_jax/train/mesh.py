@@ -186,8 +186,12 @@ def replicate(mesh: Mesh, tree: Any) -> Any:
     if isinstance(x, jax.Array):
       if x.sharding == sharding:
         return x
-      if not x.is_fully_addressable:
+      if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):  # Typed keys: via key data.
+        return jax.random.wrap_key_data(put(jax.random.key_data(x)), impl=jax.random.key_impl(x))
+      if not x.is_fully_addressable:  # Already global (multi-process): reshard on device.
         return jax.jit(lambda a: a, out_shardings=sharding)(x)
+      if jax.process_count() == 1:
+        return jax.device_put(x, sharding)
     x = np.asarray(x)
     return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
 

@@ -5,12 +5,15 @@ Model: a one-hidden-layer MLP ``f(x) = tanh(x W1 + b1) W2 + b2`` regressing
 
   L(theta) = (1/B) sum_b (f(x_b) - y_b)^2,
 
-trained by SGD with a small gradient noise ``sigma * eps_t``, ``eps_t ~ N(0, I)`` drawn from
-``jax.random.fold_in(key, t)`` (so the state carries an RNG key, as the real drivers' do).
+trained by SGD, theta_{t+1} = theta_t - lr (grad L + sigma eps_t), with a small gradient noise
+``eps_t ~ N(0, I)`` drawn from ``jax.random.fold_in(key, t)`` (so the state carries an RNG key,
+as the real drivers' do). The learning rate lives in the optimiser state
+(``optax.inject_hyperparams``), so one compiled program serves every ``lr``; a resumed run keeps
+the checkpoint's ``lr``.
 
 The data of update ``t`` is a pure function of ``(seed, t)``, generated on the host; each process
-generates only its own rows of the global batch, and the global array is assembled with
-``host_local_to_global``. Parameters are replicated, the batch is sharded over ``"data"``.
+keeps only its own rows of the global batch (``process_batch_slice``; a real input pipeline
+would read only those) and the global array is assembled with ``host_local_to_global``. Parameters are replicated, the batch is sharded over ``"data"``.
 
 Command line (used by the multi-process and SIGTERM tests)::
 
