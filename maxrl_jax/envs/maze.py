@@ -234,6 +234,7 @@ def generate(key: jax.Array, size: int = 17, extra_openings: int = 0) -> jax.Arr
 # Tokenisation.
 
 
+@jax.jit
 def prompt_tokens(grid: jax.Array) -> jax.Array:
   """The prompt of SPEC 4.3, ``int32 [prompt_length(size)]``.
 
@@ -283,6 +284,7 @@ def _distances_from(grid: jax.Array, source: tuple[int, int]) -> jax.Array:
   return d
 
 
+@jax.jit
 def shortest_path_length(grid: jax.Array) -> jax.Array:
   """Number of moves of a shortest start-to-goal path (``int32``), ``-1`` if unreachable."""
   size = grid.shape[-1]
@@ -291,6 +293,7 @@ def shortest_path_length(grid: jax.Array) -> jax.Array:
   return jnp.where(d >= size * size, -1, d)
 
 
+@jax.jit
 def shortest_path(grid: jax.Array) -> jax.Array:
   """A BFS shortest path as a response, ``int32 [max_response_length(size)]``.
 
@@ -361,6 +364,7 @@ def _trace(grid: jax.Array, tokens: jax.Array):
               first_out=first_out, first_wall=first_wall, at_goal=at_goal)
 
 
+@jax.jit
 def reward(grid: jax.Array, response_tokens: jax.Array) -> jax.Array:
   """1.0 iff the moves before the first ``DONE`` walk from start to goal on open points.
 
@@ -375,12 +379,14 @@ def reward(grid: jax.Array, response_tokens: jax.Array) -> jax.Array:
   return (outcome(grid, response_tokens) == OUTCOME_ID["success"]).astype(jnp.float32)
 
 
+@jax.jit
 def outcome(grid: jax.Array, response_tokens: jax.Array) -> jax.Array:
   """Why a response earns its reward: an index into ``OUTCOMES`` (``int32`` scalar).
 
-  Checked in order: ``no_done``; then the first offending token before ``DONE`` decides among
-  ``invalid_token`` (a non-move), ``wall`` and ``out_of_bounds`` (a move onto a wall point or off
-  the grid); then ``wrong_end`` if the walk does not end on the goal; else ``success``.
+  Read token by token, the first event decides: a non-move before any ``DONE`` is
+  ``invalid_token``, a move onto a wall point ``wall``, off the grid ``out_of_bounds``; if the
+  walk reaches the first ``DONE`` unharmed it is ``success`` on the goal and ``wrong_end``
+  elsewhere; a clean walk of moves with no ``DONE`` at all is ``no_done``.
   """
   tr = _trace(grid, response_tokens)
   first_fail = jnp.minimum(jnp.minimum(tr["first_bad_token"], tr["first_out"]), tr["first_wall"])
@@ -389,8 +395,8 @@ def outcome(grid: jax.Array, response_tokens: jax.Array) -> jax.Array:
       first_fail == tr["first_bad_token"], OUTCOME_ID["invalid_token"],
       jnp.where(first_fail == tr["first_out"], OUTCOME_ID["out_of_bounds"], OUTCOME_ID["wall"]))
   code = jnp.where(
-      ~tr["has_done"], OUTCOME_ID["no_done"],
-      jnp.where(failed, fail_code,
+      failed, fail_code,
+      jnp.where(~tr["has_done"], OUTCOME_ID["no_done"],
                 jnp.where(tr["at_goal"], OUTCOME_ID["success"], OUTCOME_ID["wrong_end"])))
   return code.astype(jnp.int32)
 
@@ -411,6 +417,7 @@ def _fmix32(h: jax.Array) -> jax.Array:
   return h ^ (h >> jnp.uint32(16))
 
 
+@jax.jit
 def maze_hash(grid: jax.Array) -> jax.Array:
   """32-bit MurmurHash3 (x86_32, seed 0x9747b28c) of the maze's open-point bitmap (``uint32``).
 
@@ -432,6 +439,7 @@ def maze_hash(grid: jax.Array) -> jax.Array:
   return _fmix32(h ^ jnp.uint32(4 * num_words))
 
 
+@jax.jit
 def is_held_out(grid: jax.Array) -> jax.Array:
   """True iff the maze belongs to the held-out (test) half: ``h(G) < h(G^T)``."""
   return maze_hash(grid) < maze_hash(grid.T)
