@@ -32,13 +32,18 @@ def _launch_two_processes(workdir: str, meanwhile=lambda: None) -> tuple[list[in
   for var in ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID"):
     env.pop(var, None)
   port = _free_port()
+  # Process 0 is told by flags, process 1 by the environment variables: both paths of
+  # initialize_distributed are exercised.
+  commands = [
+      ["--coordinator_address", f"localhost:{port}", "--num_processes=2", "--process_id=0"], []]
+  envs = [env, dict(env, JAX_COORDINATOR_ADDRESS=f"localhost:{port}", JAX_NUM_PROCESSES="2",
+                    JAX_PROCESS_ID="1")]
   procs = [
       subprocess.Popen(
           [sys.executable, "-m", "maxrl_jax.train.toy", f"--workdir={workdir}",
-           f"--steps={STEPS}", f"--coordinator_address=localhost:{port}", "--num_processes=2",
-           f"--process_id={i}"],
-          cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-      for i in range(2)
+           f"--steps={STEPS}"] + flags,
+          cwd=REPO, env=proc_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+      for flags, proc_env in zip(commands, envs)
   ]
   outputs = []
   try:

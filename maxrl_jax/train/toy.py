@@ -35,6 +35,7 @@ import time
 from typing import Any, Sequence
 
 import jax
+from jax.flatten_util import ravel_pytree
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
@@ -91,27 +92,23 @@ def _optimizer() -> optax.GradientTransformation:
 
 
 def init_state(config, mesh) -> dict[str, Any]:
-  """Parameters, SGD state (holding ``config.lr``) and RNG key, replicated over ``mesh``."""
-  return _init_fn(config.dim, config.hidden, mesh)(np.int32(config.seed),
-                                                     np.float32(config.lr))
+  """Parameters, SGD state (holding ``config.lr``) and RNG key, replicated over ``mesh``.
 
-
-@functools.lru_cache(maxsize=16)
-def _init_fn(dim: int, hidden: int, mesh):
-
-  def init(seed, lr):
-    k1, k2, key = jax.random.split(jax.random.key(seed), 3)
-    params = {
-        "w1": jax.random.normal(k1, (dim, hidden)) / np.sqrt(dim),
-        "b1": jnp.zeros((hidden,)),
-        "w2": jax.random.normal(k2, (hidden,)) / np.sqrt(hidden),
-        "b2": jnp.zeros(()),
-    }
-    opt_state = _optimizer().init(params)
-    opt_state.hyperparams["learning_rate"] = lr
-    return {"params": params, "opt_state": opt_state, "key": key}
-
-  return jax.jit(init, out_shardings=mesh_lib.replicated(mesh))
+  The parameters are drawn on the host from ``config.seed`` (identical in every process) and
+  placed with :func:`maxrl_jax.train.mesh.replicate`.
+  """
+  rng = np.random.default_rng([config.seed, 2**31 - 2])
+  params = {
+      "w1": (rng.standard_normal((config.dim, config.hidden)) / np.sqrt(config.dim)),
+      "b1": np.zeros((config.hidden,)),
+      "w2": (rng.standard_normal((config.hidden,)) / np.sqrt(config.hidden)),
+      "b2": np.zeros(()),
+  }
+  params = jax.tree.map(lambda x: np.asarray(x, np.float32), params)
+  opt_state = _optimizer().init(params)
+  opt_state.hyperparams["learning_rate"] = np.float32(config.lr)
+  state = {"params": params, "opt_state": opt_state, "key": jax.random.key(config.seed)}
+  return mesh_lib.replicate(mesh, state)
 
 
 def loss_fn(params, batch) -> jax.Array:
@@ -147,11 +144,10 @@ def _train_chunk_fn(grad_noise: float, mesh):
     step, batch = inputs
     loss, grads = jax.value_and_grad(loss_fn)(state["params"], batch)
     grad_norm = global_norm(grads)
-    noise_key = jax.random.fold_in(state["key"], step)
-    leaves, treedef = jax.tree.flatten(grads)
-    keys = jax.random.split(noise_key, len(leaves))
-    grads = jax.tree.unflatten(treedef, [
-        g + grad_noise * jax.random.normal(k, g.shape, g.dtype) for g, k in zip(leaves, keys)])
+    # One normal draw for all parameters (cheaper to compile than one per leaf).
+    flat, unravel = ravel_pytree(grads)
+    noise = jax.random.normal(jax.random.fold_in(state["key"], step), flat.shape, flat.dtype)
+    grads = unravel(flat + grad_noise * noise)
     updates, opt_state = opt.update(grads, state["opt_state"], state["params"])
     params = optax.apply_updates(state["params"], updates)
     new_state = {"params": params, "opt_state": opt_state, "key": state["key"]}
