@@ -114,15 +114,21 @@ class Checkpointer:
     """Restores the newest readable checkpoint into the shapes/shardings of ``template_state``.
 
     Unreadable checkpoints newer than it are skipped with a ``UserWarning`` naming their
-    directory, and moved aside to ``<directory>/corrupt.<step>.<unix time>`` (so the resumed run
-    can save that step again).
+    directory; once an older one restored (which shows the template fits), they are moved aside
+    to ``<directory>/corrupt.<step>.<unix time>`` so that the resumed run saves those steps
+    again.
 
     Returns:
-      ``(step, state, meta)``, or None if there is no readable checkpoint.
+      ``(step, state, meta)``, or None if the directory holds no checkpoint.
+
+    Raises:
+      RuntimeError: if checkpoints exist but none can be restored into ``template_state``
+        (most likely the state's structure changed: use a fresh workdir). Nothing is moved.
     """
     self.wait()
     self._manager.reload()
     abstract = _abstract(template_state)
+    failed: list[tuple[int, str]] = []
     for step in sorted(self._manager.all_steps(), reverse=True):
       try:
         restored = self._manager.restore(
@@ -136,13 +142,20 @@ class Checkpointer:
         _check_restored(state, abstract)
       except Exception as e:  # pylint: disable=broad-except  # Any failure means unreadable.
         path = os.path.join(self.directory, str(step))
+        reason = f"{type(e).__name__}: {str(e)[:300]}"
         warnings.warn(
-            f"checkpoint step {step} at {path} is incomplete or unreadable "
-            f"({type(e).__name__}: {str(e)[:300]}); falling back to the previous checkpoint",
-            stacklevel=2)
-        self._quarantine(step)
+            f"checkpoint step {step} at {path} is incomplete or unreadable ({reason}); "
+            "falling back to the previous checkpoint", stacklevel=2)
+        failed.append((step, reason))
         continue
+      for bad_step, _ in failed:
+        self._quarantine(bad_step)
       return step, state, dict(restored[_META] or {})
+    if failed:
+      raise RuntimeError(
+          f"none of the checkpoints {[s for s, _ in failed]} in {self.directory} can be restored "
+          f"into the given state template (newest error: {failed[0][1]}). If the training state's "
+          "structure changed, start in a fresh workdir.")
     return None
 
   def _quarantine(self, step: int) -> None:
