@@ -1,0 +1,1 @@
+"""ImageNet as binary-reward classification (SPEC section 4.2): ResNet, objectives, driver."""
