@@ -14,6 +14,9 @@ def test_make_mesh_is_one_data_axis_over_all_devices():
   mesh = mesh_lib.make_mesh()
   assert mesh.axis_names == (mesh_lib.DATA_AXIS,) == ("data",)
   assert mesh.devices.size == jax.device_count() == 8
+  assert mesh.axis_types == (jax.sharding.AxisType.Auto,)  # GSPMD propagation (see make_mesh).
+  explicit = mesh_lib.make_mesh(axis_type=jax.sharding.AxisType.Explicit)
+  assert explicit.axis_types == (jax.sharding.AxisType.Explicit,)
   one = mesh_lib.make_mesh(jax.devices()[:1])
   assert one.devices.size == 1 and one.axis_names == ("data",)
   with pytest.raises(ValueError):
@@ -93,3 +96,21 @@ def test_initialize_distributed_needs_a_process_id(monkeypatch):
   monkeypatch.delenv("JAX_PROCESS_ID", raising=False)
   with pytest.raises(ConfigError, match="JAX_PROCESS_ID"):
     mesh_lib.initialize_distributed("localhost:1", num_processes=2)
+
+
+def test_default_mesh_propagates_shardings_through_ops_without_sharding_rules():
+  """Batched searchsorted inside a while_loop: fine on the default (Auto) data axis."""
+  mesh = mesh_lib.make_mesh()
+  cdf = mesh_lib.host_local_to_global(mesh, np.tile(np.linspace(0.1, 1.0, 10), (16, 1)))
+  u = mesh_lib.host_local_to_global(mesh, np.linspace(0.0, 0.99, 16))
+
+  @jax.jit
+  def sample(cdf, u):
+    def body(carry):
+      i, acc = carry
+      return i + 1, acc + jax.vmap(jnp.searchsorted)(cdf, u)
+    return jax.lax.while_loop(lambda c: c[0] < 2, body, (0, jnp.zeros(u.shape, jnp.int32)))[1]
+
+  expected = 2 * np.array([np.searchsorted(np.linspace(0.1, 1.0, 10), x)
+                           for x in np.linspace(0.0, 0.99, 16)])
+  np.testing.assert_array_equal(sample(cdf, u), expected)

@@ -22,7 +22,7 @@ import os
 from typing import Any, Sequence
 
 import jax
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
 import numpy as np
 
 from maxrl_jax.train.errors import ConfigError
@@ -94,14 +94,20 @@ def initialize_distributed(
       jax.process_index(), jax.process_count(), jax.local_device_count(), jax.device_count())
 
 
-def make_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
-  """A 1-D mesh with axis ``"data"`` over ``devices`` (default: all devices of all processes)."""
-  if devices is None:
-    return jax.make_mesh((jax.device_count(),), (DATA_AXIS,), devices=jax.devices())
-  devices = list(devices)
+def make_mesh(devices: Sequence[jax.Device] | None = None,
+              axis_type: AxisType = AxisType.Auto) -> Mesh:
+  """A 1-D mesh with axis ``"data"`` over ``devices`` (default: all devices of all processes).
+
+  The axis is ``Auto`` by default: shardings given to ``jax.jit`` (and
+  ``with_sharding_constraint``) are propagated through the program by the SPMD partitioner, as
+  with classic GSPMD. ``jax.make_mesh``'s own default became ``Explicit`` ("sharding in types")
+  in recent JAX, under which every op needs a sharding rule (batched ``searchsorted`` or a
+  ``while_loop`` sampler have none); pass ``axis_type=AxisType.Explicit`` to opt in.
+  """
+  devices = jax.devices() if devices is None else list(devices)
   if not devices:
     raise ValueError("make_mesh: empty device list")
-  return jax.make_mesh((len(devices),), (DATA_AXIS,), devices=devices)
+  return jax.make_mesh((len(devices),), (DATA_AXIS,), axis_types=(axis_type,), devices=devices)
 
 
 def replicated(mesh: Mesh) -> NamedSharding:
