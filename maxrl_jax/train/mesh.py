@@ -78,7 +78,11 @@ def initialize_distributed(
     raise ConfigError(_ENV_PROCESS_ID, "multi-process run without a process id")
 
   # Cross-process collectives for the CPU backend (tests, CPU clusters); harmless elsewhere.
-  jax.config.update("jax_cpu_collectives_implementation", "gloo")
+  # Tolerate a JAX where the option has gone (gloo is the default there).
+  try:
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+  except (AttributeError, KeyError, ValueError) as e:
+    logging.warning("could not select gloo CPU collectives: %s", e)
   if explicit:
     jax.distributed.initialize(
         coordinator_address=coordinator_address,
