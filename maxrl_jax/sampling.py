@@ -247,6 +247,7 @@ def sample_naive(params: Any, cfg: DecoderConfig, prompts: Array, key: Array, *,
                 return_num_steps=return_num_steps)
 
 
+@functools.partial(jax.jit, static_argnames=("cfg",))
 def response_logprobs(params: Any, cfg: DecoderConfig, prompts: Array, responses: Array, *,
                       temperature: float = 1.0) -> Array:
   """``log pi^{(T)}(y_t | x, y_<t)`` for every response token, prompt encoded once.
@@ -283,6 +284,7 @@ def _token_logprobs(logits: Array, tokens: Array, temperature) -> Array:
   return jnp.take_along_axis(logp, tokens[..., None].astype(jnp.int32), axis=-1)[..., 0]
 
 
+@functools.partial(jax.jit, static_argnames=("cfg",))
 def response_logprobs_naive(params: Any, cfg: DecoderConfig, prompts: Array, responses: Array, *,
                             temperature: float = 1.0) -> Array:
   """Reference ``response_logprobs``: prompt repeated N times, one causal pass over

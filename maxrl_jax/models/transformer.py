@@ -291,7 +291,7 @@ def init_params(key: Array, cfg: DecoderConfig) -> Any:
   """Initial parameters (a pytree ``{'params': ...}`` for ``Decoder(cfg).apply``)."""
   cfg.validate()
   tokens = jnp.zeros((1, 2), jnp.int32)
-  return Decoder(cfg).init(key, tokens, jnp.zeros_like(tokens))
+  return jax.jit(Decoder(cfg).init)(key, tokens, jnp.zeros_like(tokens))
 
 
 def num_params(params: Any) -> int:
