@@ -118,8 +118,8 @@ def weights(config, analysis: Mapping[str, np.ndarray], path: str) -> str:
     ax1.plot(p[ok], w[ok], color=_color(i), lw=1.4, label=f"{m} (N={wn})")
   for k, t in enumerate(analysis["truncations"]):
     if t == math.inf or int(t) in (1, 1024):
-      ax1.plot(p, analysis["weight_truncated"][k], color="k", ls="-" if t == math.inf else ":",
-               lw=1.0, label="ML 1/p" if t == math.inf else f"w_T, T={int(t)}")
+      ax1.plot(p, analysis["weight_truncated"][k], color="k",
+               ls="-" if t == math.inf else (":" if int(t) == 1 else "--"), lw=1.0, label="ML 1/p" if t == math.inf else f"w_T, T={int(t)}")
   ax1.plot(p, 1 / np.sqrt(p * (1 - p)), color="0.5", ls="-.", lw=1.0,
            label="GRPO population 1/sqrt(p(1-p))")
   ax1.set_xscale("log")
@@ -155,10 +155,15 @@ def variance(config, analysis: Mapping[str, np.ndarray], path: str) -> str:
   ns = analysis["num_rollouts"]
   fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
   for i, m in enumerate(names):
-    ax1.plot(ns, analysis["variance_exact"][i], "-", color=_color(i), lw=1.3, label=m)
-    ax1.plot(ns, analysis["variance_sampled"][i], "o", color=_color(i), ms=3)
-    snr = analysis["mean_norm_sq_exact"][i] / np.maximum(analysis["variance_exact"][i], 1e-30)
-    ax2.plot(ns, snr, "-o", color=_color(i), ms=3, lw=1.3, label=m)
+    # An estimator that is identically zero at some N (maxrl and mean_baseline at N = 1) has no
+    # variance and no signal there; those points are left out of the log axes.
+    var = analysis["variance_exact"][i]
+    ok = var > 1e-20
+    ax1.plot(ns[ok], var[ok], "-", color=_color(i), lw=1.3, label=m)
+    mc = analysis["variance_sampled"][i]
+    ax1.plot(ns[ok], mc[ok], "o", color=_color(i), ms=3)
+    snr = analysis["mean_norm_sq_exact"][i][ok] / var[ok]
+    ax2.plot(ns[ok], snr, "-o", color=_color(i), ms=3, lw=1.3, label=m)
   for ax in (ax1, ax2):
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")

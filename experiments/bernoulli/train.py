@@ -494,9 +494,10 @@ def train(config, workdir: str | None = None, progress: bool = True) -> dict:
       if step == config.num_steps or (config.checkpoint_every
                                       and step % config.checkpoint_every == 0):
         ckpt.save(step, {"state": state, "curves": curves}, meta={"step": step})
-    n = config.figures.num_rollouts
-    prog.update(step, **{f"ml_{name}": curves[name]["exact_truncated"][step, -1, 0]
-                         for name in grids}, N=n)
+    # Console: mean log p of the exact-ML run (if configured) of each policy.
+    prog.update(step, **{f"{name}_ml_mean_log_p": curves[name]["exact_truncated"][
+        step, grids[name].truncations.index(math.inf), 0]
+                         for name in grids if math.inf in grids[name].truncations})
   if writer is not None:
     ckpt.wait()
     ckpt.close()
