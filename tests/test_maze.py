@@ -392,9 +392,9 @@ def test_reward_vmaps_over_rollouts_and_compiles_once():
 
 
 def test_maze_hash_matches_python_murmur3():
-  for size in (5, 9, 17, 33):
-    grids = np.asarray(M.train_mazes(1, jnp.arange(5), size))
-    for g in grids:
+  for size in (5, 9, 33):
+    for i in range(3):
+      g = np.asarray(M.generate(jax.random.key(i), size))
       assert int(M.maze_hash(jnp.asarray(g))) == py_murmur3(g)
       assert int(M.maze_hash(jnp.asarray(g.T))) == py_murmur3(g.T)
 
