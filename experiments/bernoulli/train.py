@@ -447,9 +447,15 @@ def _curves_to_scalars(config, grid: PolicyGrid, policy: str, row: Mapping[str, 
 
 
 def train(config, workdir: str | None = None, progress: bool = True) -> dict:
-  """Trains every run of every policy; returns ``{policy: curves}`` (and writes logs/ckpts).
+  """Trains every run of every policy.
 
-  With ``workdir`` None nothing is written (used by tests and the notebook).
+  Returns ``{"grids": {policy: PolicyGrid}, "curves": {policy: {group: array}}, "state":
+  {policy: final params and optimiser states}}``; ``curves[policy]["sampled/n16"]`` is
+  ``[num_steps + 1, estimators, seeds, metrics]`` (row 0: initial policy),
+  ``"exact_estimator/n16"`` is ``[num_steps + 1, estimators, metrics]`` and
+  ``"exact_truncated"`` is ``[num_steps + 1, truncations, metrics]``. With ``workdir`` set it also
+  writes ``config.json``, ``metrics.jsonl`` + TensorBoard events (one line per chunk, seed means)
+  and checkpoints (resuming from the latest one); with None nothing is written.
   """
   validate_config(config)
   grids = make_grids(config)
