@@ -26,6 +26,9 @@ Population weights (paper Table 2): RL ``1``, GRPO ``1/sqrt(p(1-p))``, MaxRL(T)
 
 from __future__ import annotations
 
+# The truncation is called `T` as in the paper and SPEC.
+# pylint: disable=invalid-name
+
 import math
 from typing import Any
 
@@ -104,12 +107,13 @@ def expected_weight(method: str, n: int, p: Any, **options: Any) -> np.ndarray:
   return out.reshape(p.shape)
 
 
-def truncated_weight(p: Any, t: Any) -> np.ndarray:
+def truncated_weight(p: Any, T: Any) -> np.ndarray:
   """``w_T(p) = (1 - (1-p)^T)/p = sum_{k<T} (1-p)^k``; ``T = inf`` gives ``1/p``.
 
   Computed as ``-expm1(T log1p(-p))/p`` (no cancellation for small ``p``); ``w_T(0) = T``.
+  ``T`` is an int >= 1 or ``math.inf``.
   """
-  t = _check_truncation(t)
+  t = _check_truncation(T)
   p = _as_probability(p)
   with np.errstate(divide="ignore", invalid="ignore"):
     if t == math.inf:
@@ -118,21 +122,21 @@ def truncated_weight(p: Any, t: Any) -> np.ndarray:
   return np.where(p == 0.0, t, w)
 
 
-def population_weight(name: str, p: Any, t: Any = None) -> np.ndarray:
+def population_weight(name: str, p: Any, T: Any = None) -> np.ndarray:
   """Population (N -> infinity) weight of an objective: ``'rl'``, ``'grpo'``, ``'maxrl'``, ``'ml'``.
 
   Args:
-    name: ``'rl'`` (1), ``'grpo'`` (``1/sqrt(p(1-p))``), ``'maxrl'`` (``w_T(p)``, needs ``t``),
+    name: ``'rl'`` (1), ``'grpo'`` (``1/sqrt(p(1-p))``), ``'maxrl'`` (``w_T(p)``, needs ``T``),
       ``'ml'`` (``1/p``).
     p: pass rates in ``[0, 1]``.
-    t: the truncation ``T`` (int >= 1 or ``math.inf``), only for ``'maxrl'``.
+    T: the truncation (int >= 1 or ``math.inf``), only for ``'maxrl'``.
 
   Returns:
     float64 array with ``p``'s shape (``inf`` where the weight diverges).
   """
   if name not in POPULATION_WEIGHTS:
     raise ValueError(f"name: unknown objective {name!r}; expected one of {POPULATION_WEIGHTS}")
-  if (t is not None) != (name == "maxrl"):
+  if (T is not None) != (name == "maxrl"):
     raise ValueError("T: give a truncation T for 'maxrl' and only for 'maxrl'")
   p = _as_probability(p)
   with np.errstate(divide="ignore"):
@@ -142,17 +146,17 @@ def population_weight(name: str, p: Any, t: Any = None) -> np.ndarray:
       return 1.0 / np.sqrt(p * (1.0 - p))
     if name == "ml":
       return 1.0 / p
-  return truncated_weight(p, t)
+  return truncated_weight(p, T)
 
 
-def truncated_objective(p: Any, t: Any) -> np.ndarray:
+def truncated_objective(p: Any, T: Any) -> np.ndarray:
   r"""``J^(T)(p) = -sum_{k=1}^T (1-p)^k / k``; ``T = inf`` gives ``log p``.
 
   ``J^(1) = p - 1`` (RL up to a constant); ``dJ^(T)/dp = w_T(p)``. The series is summed in
   float64 in blocks of ``k`` and stops once the remaining terms are below double precision
   (``(1-p)^k / (k p)``), so the cost is ``O(min(T, 40/p))`` per value.
   """
-  t = _check_truncation(t)
+  t = _check_truncation(T)
   p = _as_probability(p)
   if t == math.inf:
     with np.errstate(divide="ignore"):
