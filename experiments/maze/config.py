@@ -1,0 +1,225 @@
+"""Presets for the maze driver (SPEC section 4.3).
+
+Select one with ``--config=experiments/maze/config.py:<preset>``:
+
+* ``paper``: the paper's values. 17x17 mazes, a ~3M-parameter Qwen2-style decoder (4 layers,
+  hidden 256, MLP 1024, GQA 4/2, RoPE 1e6, bf16 compute), SFT 1,500 steps at batch 32 with AdamW
+  lr 5e-4, then the scaling sweep: estimators {maxrl, grpo, rloo} x N in {4, 8, ..., 128},
+  batch 256 mazes, lr 1e-4, 9,000 steps; pass@k on 256 held-out mazes from 2,048 samples.
+  (The paper's default single RL run, batch 32 x 128 rollouts for 20,000 steps, is ``rl``.)
+* ``cpu``: the same pipeline sized for two CPU cores (small mazes, a tiny decoder, a short SFT
+  that leaves the pass rate low-to-moderate so RL has room to improve), N in {4, 16, 64}.
+* ``smoke``: seconds; used by the tests.
+* ``paper_scarce``, ``cpu_scarce``, ``smoke_scarce``: the data-scarce regime, the didactic
+  analogue of the paper's GSM8K result: RL for many epochs on a small fixed set of training
+  mazes, tracking pass@1 and pass@k on those training mazes and on the held-out test mazes.
+
+``config.experiment`` picks what ``train.run`` does: ``"sweep"`` (SFT, then the grid
+estimators x N from the same SFT checkpoint, then figures), ``"data_scarce"`` (SFT, then one RL run
+per estimator on ``rl.train_set_size`` fixed mazes, then figures) or ``"single"`` (SFT, then one
+RL run with ``config.rl``).
+"""
+
+import ml_collections
+
+PRESETS = ("paper", "cpu", "smoke", "paper_scarce", "cpu_scarce", "smoke_scarce")
+
+# k values of the paper's pass@k evaluation; only those <= the number of samples are reported.
+PAPER_KS = (1, 32, 128, 256, 1024, 2048)
+
+
+def _base() -> ml_collections.ConfigDict:
+  """The paper's values (SPEC 4.3); presets override what they shrink."""
+  c = ml_collections.ConfigDict()
+  c.preset = "paper"
+  c.experiment = "sweep"
+  c.seed = 0
+  # XLA options of every compiled program (jax.jit compiler_options). For the tiny CPU presets
+  # compilation dominates the wall time, and {"xla_backend_optimization_level": 0} halves it.
+  c.compile_options = ml_collections.ConfigDict()
+
+  # Environment: 17x17 Prim mazes, start (1, 1), goal (size-2, size-2).
+  c.maze = ml_collections.ConfigDict()
+  c.maze.size = 17
+  c.maze.extra_openings = 0
+  c.maze.num_test = 256  # held-out test mazes (disjoint from the training stream)
+
+  # Policy: Qwen2-style decoder (maxrl_jax.models.transformer.DecoderConfig fields).
+  c.model = ml_collections.ConfigDict()
+  c.model.num_layers = 4
+  c.model.hidden_dim = 256
+  c.model.mlp_dim = 1024
+  c.model.num_heads = 4
+  c.model.num_kv_heads = 2
+  c.model.rope_theta = 1e6
+  c.model.rms_eps = 1e-6
+  c.model.max_len = 512
+  c.model.dtype = "bfloat16"
+  c.model.param_dtype = "float32"
+
+  # Stage 1: next-token cross-entropy on BFS shortest paths, masked to the response.
+  c.sft = ml_collections.ConfigDict()
+  c.sft.steps = 1500
+  c.sft.batch_size = 32
+  c.sft.learning_rate = 5e-4
+  c.sft.weight_decay = 0.01
+  c.sft.warmup_steps = 0
+  c.sft.chunk_steps = 50
+  c.sft.eval_every = 500  # steps between pass@k evaluations (0: only at the end)
+  c.sft.checkpoint_every = 500
+
+  # Stage 2: fully on-policy RL (one AdamW update per batch of rollouts).
+  c.rl = ml_collections.ConfigDict()
+  c.rl.estimator = "maxrl"  # any maxrl_jax.estimators.METHODS name
+  c.rl.estimator_options = ml_collections.ConfigDict()  # e.g. {"std": "sample"} for grpo
+  c.rl.num_rollouts = 128
+  c.rl.batch_size = 32  # mazes per step (sharded over the "data" mesh axis)
+  c.rl.learning_rate = 1e-4
+  c.rl.weight_decay = 0.0
+  c.rl.max_grad_norm = 0.0  # 0: no clipping
+  c.rl.temperature = 1.0
+  c.rl.steps = 20000
+  c.rl.chunk_steps = 10
+  c.rl.eval_every = 1000
+  c.rl.checkpoint_every = 1000
+  c.rl.train_set_size = 0  # 0: a fresh maze every time (infinite data); > 0: fixed set, epochs
+
+  # The scaling sweep: grid estimators x num_rollouts from the same SFT checkpoint; these values
+  # override rl.batch_size / rl.steps for every grid run.
+  c.sweep = ml_collections.ConfigDict()
+  c.sweep.estimators = ("maxrl", "grpo", "rloo")
+  c.sweep.num_rollouts = (4, 8, 16, 32, 64, 128)
+  c.sweep.batch_size = 256
+  c.sweep.steps = 9000
+
+  # pass@k evaluation on the held-out test mazes (unbiased estimator, temperature 1.0).
+  c.eval = ml_collections.ConfigDict()
+  c.eval.num_samples = 2048  # samples per maze at the final evaluation
+  c.eval.during_num_samples = 256  # samples per maze at the periodic evaluations in training
+  c.eval.ks = PAPER_KS
+  c.eval.num_mazes = 256  # test mazes evaluated (<= maze.num_test)
+  c.eval.train_mazes = 0  # data-scarce: how many of the training mazes to evaluate as well
+  c.eval.samples_per_call = 128  # rollouts per maze per jitted sampling call (memory bound)
+  c.eval.mazes_per_call = 256  # mazes per jitted sampling call
+  c.eval.temperature = 1.0
+  return c
+
+
+def _shrink_to_cpu(c: ml_collections.ConfigDict) -> None:
+  """Two CPU cores, whole sweep (SFT + 3 estimators x 3 N + final eval) in about 10 minutes."""
+  c.preset = "cpu"
+  c.maze.size = 9  # 4x4 cells: 100,352 perfect mazes (7x7 has 192, too few to hold out 64)
+  c.maze.extra_openings = 0
+  c.maze.num_test = 64
+  c.model.num_layers = 2
+  c.model.hidden_dim = 64
+  c.model.mlp_dim = 192
+  c.model.num_heads = 4
+  c.model.num_kv_heads = 2
+  c.model.max_len = 0  # 0: prompt + response length of the maze size (derived)
+  c.model.dtype = "float32"
+  c.sft.steps = 60
+  c.sft.batch_size = 32
+  c.sft.learning_rate = 3e-3
+  c.sft.chunk_steps = 20
+  c.sft.eval_every = 0
+  c.sft.checkpoint_every = 60
+  c.rl.num_rollouts = 16
+  c.rl.batch_size = 16
+  c.rl.learning_rate = 1e-3
+  c.rl.steps = 120
+  c.rl.chunk_steps = 10
+  c.rl.eval_every = 40
+  c.rl.checkpoint_every = 40
+  c.sweep.num_rollouts = (4, 16, 64)
+  c.sweep.batch_size = 16
+  c.sweep.steps = 120
+  c.eval.num_samples = 256
+  c.eval.during_num_samples = 32
+  c.eval.num_mazes = 64
+  c.eval.samples_per_call = 64
+  c.eval.mazes_per_call = 64
+
+
+def _shrink_to_smoke(c: ml_collections.ConfigDict) -> None:
+  """Seconds: the tests' preset (still SFT -> RL -> eval -> figures, every code path)."""
+  _shrink_to_cpu(c)
+  c.preset = "smoke"
+  c.maze.size = 7  # small and fast; 7x7 still holds 8 distinct held-out test mazes
+  c.maze.extra_openings = 1
+  c.maze.num_test = 8
+  c.model.num_layers = 1
+  c.model.hidden_dim = 32
+  c.model.mlp_dim = 64
+  c.model.num_heads = 2
+  c.model.num_kv_heads = 1
+  c.sft.steps = 150
+  c.sft.batch_size = 16
+  c.sft.learning_rate = 1e-2
+  c.sft.chunk_steps = 50
+  c.sft.eval_every = 0
+  c.sft.checkpoint_every = 150
+  c.rl.num_rollouts = 4
+  c.rl.batch_size = 8
+  c.rl.steps = 4
+  c.rl.chunk_steps = 2
+  c.rl.eval_every = 2
+  c.rl.checkpoint_every = 2
+  c.sweep.estimators = ("maxrl", "rloo")
+  c.sweep.num_rollouts = (2, 4)
+  c.sweep.batch_size = 8
+  c.sweep.steps = 4
+  c.eval.num_samples = 32
+  c.eval.during_num_samples = 8
+  c.eval.num_mazes = 8
+  c.eval.samples_per_call = 16
+  c.eval.mazes_per_call = 8
+  c.compile_options.xla_backend_optimization_level = 0  # compilation dominates at this size
+
+
+def _data_scarce(c: ml_collections.ConfigDict) -> None:
+  """Many epochs over a small fixed set of training mazes; one run per sweep estimator."""
+  c.experiment = "data_scarce"
+  c.preset = c.preset + "_scarce"
+
+
+def get_config(preset: str = "cpu") -> ml_collections.ConfigDict:
+  """Returns the named preset (see the module docstring)."""
+  c = _base()
+  if preset == "paper":
+    pass
+  elif preset == "cpu":
+    _shrink_to_cpu(c)
+  elif preset == "smoke":
+    _shrink_to_smoke(c)
+  elif preset == "paper_scarce":
+    _data_scarce(c)
+    c.rl.train_set_size = 256  # 256 mazes x 128 rollouts, 50 epochs at batch 32 = 400 steps
+    c.rl.steps = 400
+    c.sweep.num_rollouts = (128,)
+    c.sweep.batch_size = 32
+    c.sweep.steps = 400
+    c.rl.eval_every = 50
+    c.rl.checkpoint_every = 100
+    c.eval.train_mazes = 256
+  elif preset == "cpu_scarce":
+    _shrink_to_cpu(c)
+    _data_scarce(c)
+    c.rl.train_set_size = 32
+    c.sweep.num_rollouts = (16,)
+    c.sweep.batch_size = 16
+    c.sweep.steps = 160  # 80 epochs of the 32 training mazes
+    c.rl.eval_every = 20
+    c.rl.checkpoint_every = 40
+    c.eval.train_mazes = 32
+  elif preset == "smoke_scarce":
+    _shrink_to_smoke(c)
+    _data_scarce(c)
+    c.rl.train_set_size = 8
+    c.sweep.estimators = ("maxrl", "grpo")
+    c.sweep.num_rollouts = (4,)
+    c.sweep.steps = 4
+    c.eval.train_mazes = 8
+  else:
+    raise ValueError(f"unknown maze preset {preset!r}; choose one of {PRESETS}")
+  return c

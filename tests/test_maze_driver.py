@@ -1,0 +1,152 @@
+"""The maze driver on its smoke preset: SFT learns, the sweep runs, resumes and draws its figures.
+
+Runs on the 8 fake CPU devices of tests/conftest.py, so the maze batches are really sharded.
+"""
+
+import json
+import os
+
+import pytest
+
+from experiments.maze import config as maze_config
+from experiments.maze import plots
+from experiments.maze import sweep
+from experiments.maze import train
+from maxrl_jax.train import logs
+from maxrl_jax.train.errors import ConfigError
+
+
+def _smoke():
+  return maze_config.get_config("smoke")
+
+
+def test_presets_build_and_validate():
+  for preset in maze_config.PRESETS:
+    cfg = maze_config.get_config(preset)
+    assert cfg.preset == preset
+    if preset.startswith(("smoke", "cpu")):
+      train.validate(cfg)
+  paper = maze_config.get_config("paper")
+  assert (paper.maze.size, paper.model.num_layers, paper.model.hidden_dim) == (17, 4, 256)
+  assert (paper.sft.steps, paper.sft.batch_size, paper.sft.learning_rate) == (1500, 32, 5e-4)
+  assert (paper.rl.batch_size, paper.rl.num_rollouts, paper.rl.steps) == (32, 128, 20000)
+  assert tuple(paper.sweep.num_rollouts) == (4, 8, 16, 32, 64, 128)
+  assert paper.sweep.batch_size == 256 and paper.sweep.steps >= 9000
+  assert paper.eval.num_samples == 2048 and tuple(paper.eval.ks) == (1, 32, 128, 256, 1024, 2048)
+  with pytest.raises(ValueError, match="unknown maze preset"):
+    maze_config.get_config("nope")
+
+
+@pytest.mark.parametrize("field,value,match", [
+    ("sweep.estimators", ("maxrl", "not_a_method"), "config.rl.estimator"),
+    ("sweep.batch_size", 12, "config.sweep.batch_size"),  # 8 devices do not divide 12
+    ("sweep.num_rollouts", (0,), "config.rl.num_rollouts"),
+    ("maze.size", 8, "config.maze.size"),
+    ("model.max_len", 40, "config.model.max_len"),
+    ("eval.during_num_samples", 64, "config.eval.during_num_samples"),
+])
+def test_config_errors_name_the_field(field, value, match):
+  cfg = _smoke()
+  section, name = field.split(".")
+  cfg[section][name] = value
+  with pytest.raises(ConfigError, match=match):
+    train.validate(cfg)
+
+
+def test_data_is_a_function_of_the_step():
+  from experiments.maze import data
+  task = data.MazeTask.from_config(_smoke())
+  a = task.chunk_grids("rl", 3, 2, 8)
+  b = task.chunk_grids("rl", 4, 1, 8)
+  assert a.shape == (2, 8, 7, 7)
+  assert (a[1] == b[0]).all()
+  # Data-scarce epochs visit every maze of the fixed set exactly once.
+  idx = [task.rl_indices(s, 4, train_set_size=8) for s in range(4)]
+  assert sorted(list(idx[0]) + list(idx[1])) == sorted(list(idx[2]) + list(idx[3]))
+  assert len(set(list(idx[0]) + list(idx[1]))) == 8
+  test = {g.tobytes() for g in task.test_grids()}
+  assert not test & {g.tobytes() for g in task.train_grids(range(200))}
+
+
+def test_sft_raises_the_pass_rate(tmp_path):
+  cfg = _smoke()
+  workdir = str(tmp_path / "sft")
+  _, summary = train.sft(cfg, workdir)
+  history = logs.read_metrics(workdir)
+  start = history[0]
+  assert start["step"] == 0 and "eval/test/pass@1" in start
+  assert summary["complete"] and summary["step"] == cfg.sft.steps
+  after = summary["eval"]
+  assert after["eval/test/pass@1"] > start["eval/test/pass@1"] + 0.05
+  assert after["eval/test/pass@1"] > 0.1
+  # The teacher-forced probability of the BFS answer rises along the way.
+  probs = [r["train/bfs_answer_prob"] for r in history if "train/bfs_answer_prob" in r]
+  assert probs[-1] > 5 * probs[0]
+  # A second call finds the finished stage and trains nothing.
+  _, again = train.sft(cfg, workdir)
+  assert again == json.load(open(os.path.join(workdir, "summary.json")))
+
+
+def test_smoke_sweep_end_to_end_with_interruption(tmp_path, capsys):
+  cfg = _smoke()
+  workdir = str(tmp_path / "sweep")
+  names = [name for _, _, name in train.grid_runs(cfg)]
+  assert names == ["maxrl_n2", "maxrl_n4", "rloo_n2", "rloo_n4"]
+
+  # 1st invocation: SFT and the first run only.
+  out = sweep.run_sweep(cfg, workdir, max_new_runs=1)
+  assert not out["complete"] and list(out["runs"]) == ["maxrl_n2"]
+  first_summary = os.path.join(sweep.run_dir(workdir, "maxrl_n2"), "summary.json")
+  first_mtime = os.stat(first_summary).st_mtime_ns
+
+  # 2nd invocation: the second run is interrupted after 2 of its 4 steps.
+  out = sweep.run_sweep(cfg, workdir, max_new_runs=1, stop_step=2)
+  assert not out["complete"]
+  second = sweep.run_dir(workdir, "maxrl_n4")
+  assert train.read_summary(second) is None
+  assert os.path.isdir(os.path.join(second, "checkpoints", "2"))
+  capsys.readouterr()
+
+  # 3rd invocation: finished runs are skipped, the interrupted one resumes, the rest run.
+  out = sweep.run_sweep(cfg, workdir)
+  printed = capsys.readouterr().out
+  assert "maxrl_n2: complete, skipped" in printed
+  assert f"resumed from step 2 in {second}" in printed
+  assert out["complete"]
+  assert os.stat(first_summary).st_mtime_ns == first_mtime
+  for name in names:
+    s = train.read_summary(sweep.run_dir(workdir, name))
+    assert s is not None and s["step"] == cfg.sweep.steps
+    assert set(s["eval"]) >= {"eval/test/pass@1", "eval/test/pass@32"}
+    assert all(0.0 <= v <= 1.0 for v in s["eval"].values())
+  resumed = logs.read_metrics(second)
+  assert [r["step"] for r in resumed if "loss" in r] == [1, 2, 3, 4]
+  # Every run starts from the shared SFT evaluation at step 0.
+  sft_eval = json.load(open(os.path.join(workdir, "sft", "summary.json")))["eval"]
+  assert resumed[0]["step"] == 0
+  assert resumed[0]["eval/test/pass@1"] == pytest.approx(sft_eval["eval/test/pass@1"])
+
+  for fig in (plots.FIG3, plots.FIG17):
+    path = os.path.join(workdir, "figures", fig)
+    assert os.path.getsize(path) > 10_000, path
+  table = open(os.path.join(workdir, plots.TABLE)).read()
+  assert table.count("\n| maxrl |") == 2 and table.count("\n| rloo |") == 2
+  assert "pass@32" in table and "SFT (start)" in table
+  summary = json.load(open(os.path.join(workdir, "summary.json")))
+  assert summary["complete"] and set(summary["runs"]) == set(names)
+
+  # A 4th invocation has nothing left to train and redraws the figures from the files.
+  out = sweep.run_sweep(cfg, workdir)
+  assert out["complete"] and "resumed" not in capsys.readouterr().out
+
+
+def test_data_scarce_smoke(tmp_path):
+  cfg = maze_config.get_config("smoke_scarce")
+  workdir = str(tmp_path / "scarce")
+  out = sweep.run_sweep(cfg, workdir)
+  assert out["complete"]
+  for name in ("maxrl_n4", "grpo_n4"):
+    s = train.read_summary(sweep.run_dir(workdir, name))
+    assert "eval/train/pass@1" in s["eval"] and "eval/test/pass@32" in s["eval"]
+  assert os.path.getsize(os.path.join(workdir, "figures", plots.FIG_SCARCE)) > 10_000
+  assert "Training mazes" in open(os.path.join(workdir, plots.TABLE)).read()
