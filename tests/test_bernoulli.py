@@ -15,7 +15,6 @@ from experiments.bernoulli import analysis
 from experiments.bernoulli import config as config_lib
 from experiments.bernoulli import exact
 from experiments.bernoulli import train
-from maxrl_jax import estimators
 from maxrl_jax import metrics as metrics_lib
 from maxrl_jax import theory
 from maxrl_jax.train.errors import ConfigError
@@ -237,3 +236,22 @@ def test_chunk_function_compiles_once():
     state, mets = chunk(state, jnp.asarray(start, jnp.int32))
   assert chunk._cache_size() == 1  # pylint: disable=protected-access
   assert mets["sampled/n2"].shape == (10, 2, c.sampled.num_seeds, len(train.metric_names(c)))
+
+
+def test_resume_from_checkpoint_is_exact(tmp_path):
+  """Losing the last checkpoint and rerunning resumes at the previous one, bit-identically."""
+  import shutil  # pylint: disable=g-import-not-at-top
+  c = _small_config(num_prompts=8, num_steps=20, chunk_steps=10, checkpoint_every=10,
+                    policies=("tabular",),
+                    **{"sampled.num_rollouts": (2, 4), "figures.num_rollouts": 2,
+                       "sampled.estimators": ("maxrl", "grpo"), "exact.estimators": ("maxrl",),
+                       "exact.truncations": (1, math.inf)})
+  reference = train.train(c, None, progress=False)["curves"]["tabular"]
+  workdir = str(tmp_path / "run")
+  train.train(c, workdir, progress=False)
+  shutil.rmtree(os.path.join(workdir, "checkpoints", "20"))
+  resumed = train.train(c, workdir, progress=False)["curves"]["tabular"]
+  for key, value in reference.items():
+    np.testing.assert_array_equal(resumed[key], value, err_msg=key)
+  steps = [json.loads(l)["step"] for l in open(os.path.join(workdir, "metrics.jsonl"))]
+  assert steps == [10, 20, 20]  # the resumed run logged step 20 again

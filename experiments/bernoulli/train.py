@@ -268,6 +268,8 @@ class PolicyGrid:
     Common random numbers: seed ``s`` draws one ``u ~ U[0, 1)^(M x n)`` shared by all
     estimators (float32 uniforms resolve pass rates down to ~1e-7).
     """
+    chex.assert_rank(logits, 3)
+    chex.assert_shape(keys, (logits.shape[1],))
     u = jax.vmap(lambda k: jax.random.uniform(k, (logits.shape[-1], n)))(keys)  # [S, M, n]
     return (u[None] < jax.nn.sigmoid(logits)[..., None]).astype(jnp.float32)
 
@@ -471,7 +473,7 @@ def train(config, workdir: str | None = None, progress: bool = True) -> dict:
   if workdir is not None:
     writer = logs.MetricWriter(workdir, enabled=chief)
     writer.write_config(config)
-    ckpt = checkpoint_lib.Checkpointer(os.path.join(workdir, "checkpoints"), max_to_keep=1)
+    ckpt = checkpoint_lib.Checkpointer(os.path.join(workdir, "checkpoints"), max_to_keep=2)
     restored = ckpt.restore_latest({"state": state, "curves": curves})
     if restored is not None:
       start, tree, _ = restored
