@@ -129,7 +129,7 @@ def _subset_average(rewards, t, control_variate):
   return n * a / len(subsets)
 
 
-@pytest.mark.parametrize("n", [1, 2, 3, 4, 6])
+@pytest.mark.parametrize("n", [1, 3, 6])
 @pytest.mark.parametrize("control_variate", [True, False])
 def test_truncated_is_the_subset_average(n, control_variate):
   patterns = np.array(list(itertools.product([0.0, 1.0], repeat=n)))
@@ -153,7 +153,7 @@ def test_truncated_endpoints_coincide_with_maxrl_variants():
       estimators.advantages(rewards, "reinforce"), atol=1e-6)
 
 
-@pytest.mark.parametrize("t", [1, 7, 64, 1000, 4095, 4096])
+@pytest.mark.parametrize("t", [1, 64, 4095, 4096])
 def test_truncated_float32_matches_float64_at_n4096(t):
   n = 4096
   table = estimators.coefficient_table("maxrl_truncated", n, truncation=t)
@@ -284,9 +284,9 @@ _ZERO_SUM = [("mean_baseline", {}), ("rloo", {}), ("grpo", {}), ("maxrl", {}),
              ("maxrl_keep_cv", {})]
 
 
-@hypothesis.settings(max_examples=30, deadline=None)
+@hypothesis.settings(max_examples=20, deadline=None)
 @hypothesis.given(rewards=_reward_arrays, case=st.sampled_from(METHOD_CASES + [("trunc", {})]),
-                  t_fraction=st.floats(0.0, 1.0))
+                  t_fraction=st.sampled_from([0.0, 0.5, 1.0]))
 def test_property_finite_shape_and_jit(rewards, case, t_fraction):
   method, options = case
   n = rewards.shape[-1]
@@ -301,7 +301,7 @@ def test_property_finite_shape_and_jit(rewards, case, t_fraction):
   np.testing.assert_allclose(np.asarray(jitted), np.asarray(out), rtol=1e-6, atol=1e-6)
 
 
-@hypothesis.settings(max_examples=30, deadline=None)
+@hypothesis.settings(max_examples=20, deadline=None)
 @hypothesis.given(rewards=_reward_arrays, case=st.sampled_from(_ZERO_SUM))
 def test_property_zero_sum_when_some_success(rewards, case):
   method, options = case
@@ -314,7 +314,7 @@ def test_property_zero_sum_when_some_success(rewards, case):
     np.testing.assert_array_equal(out[k == 0], 0.0)
 
 
-@hypothesis.settings(max_examples=30, deadline=None)
+@hypothesis.settings(max_examples=20, deadline=None)
 @hypothesis.given(rewards=_reward_arrays)
 def test_property_maxrl_family_identities(rewards):
   n = rewards.shape[-1]

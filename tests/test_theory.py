@@ -89,7 +89,7 @@ def test_expected_weight_equals_the_spec_formula(n):
                                err_msg=f"{method} {options}")
 
 
-@pytest.mark.parametrize("n", [1, 2, 3, 5])
+@pytest.mark.parametrize("n", [1, 3, 5])
 def test_bernoulli_logit_brute_force(n):
   """E[g]/grad p over all 2^N reward patterns for a Bernoulli-logit policy (score r - p)."""
   p = np.array([0.05, 0.3, 0.5, 0.9])
