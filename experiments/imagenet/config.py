@@ -41,6 +41,7 @@ def _base() -> ml_collections.ConfigDict:
   c.data.in_memory = False  # Load whole splits onto the devices (small datasets only).
   c.data.shuffle_buffer = 16_384
   c.data.num_eval_examples = 0  # 0: the whole eval split.
+  c.data.num_train_examples = 0  # 0: from the tfds metadata (set only where it is missing).
   # Normalisation on device of the uint8 pixels (ImageNet statistics; [0, 255] scale).
   c.data.mean_rgb = (0.485 * 255, 0.456 * 255, 0.406 * 255)
   c.data.std_rgb = (0.229 * 255, 0.224 * 255, 0.225 * 255)
@@ -73,6 +74,7 @@ def _base() -> ml_collections.ConfigDict:
   c.train.log_every = 50
   c.train.eval_batch_size = 1000
   c.train.max_to_keep = 2
+  c.train.async_checkpointing = True
   c.train.search_method = "sort"  # jnp.searchsorted method of the label sampler.
   c.train.prefetch_chunks = 2
 

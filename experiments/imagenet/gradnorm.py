@@ -83,7 +83,7 @@ def analyse(config, run_dir: str, *, mesh=None, builder=None, memory=None,
   mesh = train.gspmd_mesh(mesh) if mesh is not None else train.make_mesh()
   builder = builder if builder is not None else input_pipeline.prepare_dataset(config)
   num_classes = input_pipeline.num_classes(builder)
-  num_train = input_pipeline.num_examples(builder, config.data.train_split)
+  num_train = input_pipeline.num_train_examples(config, builder)
   _, total_steps, warmup = train.schedule_steps(config, num_train)
   model = train.build_model(config, num_classes)
   tx, _ = train.make_optimizer(config, total_steps, warmup)

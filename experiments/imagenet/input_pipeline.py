@@ -68,8 +68,16 @@ def num_classes(builder: tfds.core.DatasetBuilder) -> int:
   return int(builder.info.features["label"].num_classes)
 
 
-def num_examples(builder: tfds.core.DatasetBuilder, split: str) -> int:
-  return int(builder.info.splits[split].num_examples)
+def num_train_examples(config, builder: tfds.core.DatasetBuilder) -> int:
+  """Size of the training split (``config.data.num_train_examples`` overrides the metadata)."""
+  if config.data.num_train_examples:
+    return int(config.data.num_train_examples)
+  splits = builder.info.splits
+  if config.data.train_split not in splits:
+    raise ConfigError("config.data.num_train_examples",
+                      f"tfds has no size for split {config.data.train_split!r} of "
+                      f"{builder.name}; set it explicitly")
+  return int(splits[config.data.train_split].num_examples)
 
 
 # ----------------------------------------------------------------------------- augmentation

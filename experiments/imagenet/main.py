@@ -31,7 +31,9 @@ def main(argv: Sequence[str]) -> None:
   mesh_lib.initialize_distributed()
   config = _CONFIG.value
   workdir = _WORKDIR.value or os.path.join("runs", "imagenet", config.preset)
-  summary = train.run(config, workdir)
+  from maxrl_jax.train import loop  # pylint: disable=g-import-not-at-top
+  with loop.PreemptionGuard() as guard:
+    summary = train.run(config, workdir, guard=guard)
   if mesh_lib.is_chief():
     print(json.dumps({k: v for k, v in summary.items() if k != "figures"}, indent=2))
 

@@ -345,12 +345,16 @@ def _summary_complete(path: str, total_steps: int) -> dict | None:
 
 
 def train_run(config, workdir: str, *, builder=None, mesh=None, memory: MemoryData | None = None,
-              verbose: bool = True) -> dict:
-  """Trains the run ``config.run`` in ``workdir`` (resuming); returns its summary."""
+              guard: loop.PreemptionGuard | None = None, verbose: bool = True) -> dict:
+  """Trains the run ``config.run`` in ``workdir`` (resuming); returns its summary.
+
+  ``guard``: a :class:`maxrl_jax.train.loop.PreemptionGuard` already entered by the caller (on
+  SIGTERM the run checkpoints and returns with ``stopped_reason == "preempted"``).
+  """
   mesh = gspmd_mesh(mesh) if mesh is not None else make_mesh()
   builder = builder if builder is not None else input_pipeline.prepare_dataset(config)
   num_classes = input_pipeline.num_classes(builder)
-  num_train = input_pipeline.num_examples(builder, config.data.train_split)
+  num_train = input_pipeline.num_train_examples(config, builder)
   steps_per_epoch, total_steps, warmup = schedule_steps(config, num_train)
   done = _summary_complete(os.path.join(workdir, SUMMARY_FILE), total_steps)
   if done is not None:
@@ -365,7 +369,8 @@ def train_run(config, workdir: str, *, builder=None, mesh=None, memory: MemoryDa
   writer = logs.MetricWriter(workdir)
   writer.write_config(config)
   ckpt = checkpoint_lib.Checkpointer(os.path.join(workdir, "checkpoints"),
-                                     int(config.train.max_to_keep))
+                                     int(config.train.max_to_keep),
+                                     async_save=bool(config.train.async_checkpointing))
   start_step = 0
   restored = ckpt.restore_latest(state)
   if restored is not None:
@@ -427,7 +432,7 @@ def train_run(config, workdir: str, *, builder=None, mesh=None, memory: MemoryDa
         state=state, start_step=start_step, total_steps=total_steps,
         chunk_steps=int(config.train.chunk_steps), train_chunk=train_chunk, checkpointer=ckpt,
         writer=writer, checkpoint_every=int(config.train.checkpoint_every), progress=progress,
-        on_chunk_end=on_chunk_end, meta_fn=lambda s: {"data_step": s},
+        on_chunk_end=on_chunk_end, meta_fn=lambda s: {"data_step": s}, guard=guard,
         log_every=int(config.train.log_every))
   finally:
     ckpt.close()
@@ -464,8 +469,12 @@ def _write_json(path: str, obj: Any) -> None:
 # ----------------------------------------------------------------------------- comparison
 
 
-def run(config, workdir: str, devices: Sequence[jax.Device] | None = None) -> dict:
-  """Runs every run of the comparison (resumable), then figures and ``summary.json``."""
+def run(config, workdir: str, devices: Sequence[jax.Device] | None = None,
+        guard: loop.PreemptionGuard | None = None) -> dict:
+  """Runs every run of the comparison (resumable), then figures and ``summary.json``.
+
+  Stops early (each run checkpointed) when ``guard`` reports a preemption.
+  """
   mesh = make_mesh(devices)
   validate(config, mesh)
   t0 = time.time()
@@ -481,9 +490,11 @@ def run(config, workdir: str, devices: Sequence[jax.Device] | None = None) -> di
       json.dump(logs.config_to_dict(config), f, indent=2, sort_keys=True)
   runs = {}
   for r in config.runs:
+    if guard is not None and guard.should_stop():
+      break
     rc = run_config(config, r)
     runs[rc.run.name] = train_run(rc, os.path.join(workdir, rc.run.name), builder=builder,
-                                  mesh=mesh, memory=memory)
+                                  mesh=mesh, memory=memory, guard=guard)
   summary = {
       "dataset": config.data.dataset,
       "generated_data": config.data.dataset == "pattern_classes",
@@ -494,8 +505,9 @@ def run(config, workdir: str, devices: Sequence[jax.Device] | None = None) -> di
                for name, s in runs.items()},
       "wall_seconds_this_session": time.time() - t0,
   }
-  complete = all(s.get("stopped_reason") == loop.COMPLETED and "final" in s
-                 for s in runs.values())
+  complete = len(runs) == len(config.runs) and all(
+      s.get("stopped_reason") == loop.COMPLETED and "final" in s for s in runs.values())
+  summary["complete"] = complete
   if mesh_lib.is_chief() and complete:
     from experiments.imagenet import plots  # pylint: disable=g-import-not-at-top
     summary["figures"] = plots.comparison_figures(config, workdir)
