@@ -56,7 +56,7 @@ PRESETS = {
         size=17, num_mazes=256, ns=(4, 16, 128), max_new_tokens=180, repeats=2, nocache_mazes=8,
         model=dict(max_len=512, dtype="bfloat16", remat=True),
         sample_rollouts={"shared": 32768, "repeated": 4096, "nocache": 1024},
-        rl_rollouts={"shared": 2048, "naive": 1024}),
+        rl_rollouts={"shared": 1024, "naive": 512}),
 }
 
 

@@ -20,9 +20,9 @@ Rollout axis and shared prefix.
   axis ``N`` the ``N`` sequences of row ``b`` may all attend to one shared *prefix* (the prompt's
   keys/values, shape ``[B, Lp, kv_heads, head_dim]`` per layer), which is never copied ``N``
   times: the attention scores against the prefix are ``einsum('bnqhgd,bphd->bnhgqp')`` and against
-  the sequence's own keys ``einsum('bnqhgd,bnkhd->bnhgqk')``; both are concatenated along the key
-  axis and normalised by one joint softmax, which is exactly attention over the concatenated
-  sequence ``[prefix; own tokens]``.
+  the sequence's own keys ``einsum('bnqhgd,bnkhd->bnhgqk')``; both are normalised by one joint
+  softmax (a log-sum-exp merge, see ``attend``), which is exactly attention over the
+  concatenated sequence ``[prefix; own tokens]``.
 
 KV cache layout.
   ``KVCache = tuple over layers of (k, v)``. Without a cache the call returns, as its second
@@ -93,7 +93,8 @@ class DecoderConfig:
     if self.hidden_dim % self.num_heads:
       raise ValueError(f"hidden_dim={self.hidden_dim} not divisible by num_heads={self.num_heads}")
     if self.num_heads % self.num_kv_heads:
-      raise ValueError(f"num_heads={self.num_heads} not divisible by num_kv_heads={self.num_kv_heads}")
+      raise ValueError(
+          f"num_heads={self.num_heads} not divisible by num_kv_heads={self.num_kv_heads}")
     if self.head_dim % 2:
       raise ValueError(f"head_dim={self.head_dim} must be even for RoPE")
 
@@ -142,11 +143,19 @@ def rope(x: Array, positions: Array, theta: float) -> Array:
 
 def attend(q: Array, k: Array, v: Array, mask: Array,
            prefix: Optional[LayerKV] = None) -> Array:
-  """Grouped-query softmax attention, optionally over a prefix shared across the rollout axis.
+  r"""Grouped-query softmax attention, optionally over a prefix shared across the rollout axis.
 
   ``out_i = sum_j softmax_j(s_ij) v_j`` over the keys ``j`` of ``[prefix; own]`` with
   ``s_ij = q_i.k_j`` (q already scaled by ``1/sqrt(D)``) and ``s_ij = -inf`` where ``mask`` is
-  False (own keys only; every prefix key is visible).
+  False (own keys only; every prefix key is visible). The softmax over the two key segments is
+  one joint softmax, merged without concatenating the scores: with ``m_i = max_j s_ij`` (held
+  under ``stop_gradient``; the result does not depend on it)
+
+  .. math::  out_i = \frac{\sum_{j \in pre \cup own} e^{s_{ij} - m_i} v_j}
+                          {\sum_{j \in pre \cup own} e^{s_{ij} - m_i}}.
+
+  Scores, exponentials and the normaliser are float32; the two value products take the
+  exponentials in ``v.dtype`` and accumulate in float32.
 
   Args:
     q: ``[B, N, Lq, Hkv, G, D]``.
@@ -157,17 +166,25 @@ def attend(q: Array, k: Array, v: Array, mask: Array,
   Returns:
     ``[B, N, Lq, Hkv, G, D]`` in ``q.dtype``.
   """
-  s_own = jnp.einsum("bnqhgd,bnkhd->bnhgqk", q, k, preferred_element_type=jnp.float32)
-  s_own = jnp.where(mask, s_own, jnp.finfo(jnp.float32).min)
-  if prefix is None:
-    p = jax.nn.softmax(s_own, axis=-1).astype(v.dtype)
-    return jnp.einsum("bnhgqk,bnkhd->bnqhgd", p, v)
-  pk, pv = prefix
-  lp = pk.shape[1]
-  s_pre = jnp.einsum("bnqhgd,bphd->bnhgqp", q, pk, preferred_element_type=jnp.float32)
-  p = jax.nn.softmax(jnp.concatenate([s_pre, s_own], axis=-1), axis=-1).astype(v.dtype)
-  out = jnp.einsum("bnhgqp,bphd->bnqhgd", p[..., :lp], pv)
-  return out + jnp.einsum("bnhgqk,bnkhd->bnqhgd", p[..., lp:], v)
+  f32 = jnp.float32
+  s_own = jnp.einsum("bnqhgd,bnkhd->bnhgqk", q, k, preferred_element_type=f32)
+  s_own = jnp.where(mask, s_own, jnp.finfo(f32).min)
+  m = jnp.max(s_own, axis=-1, keepdims=True)
+  if prefix is not None:
+    pk, pv = prefix
+    s_pre = jnp.einsum("bnqhgd,bphd->bnhgqp", q, pk, preferred_element_type=f32)
+    m = jnp.maximum(m, jnp.max(s_pre, axis=-1, keepdims=True))
+  m = jax.lax.stop_gradient(m)
+  e_own = jnp.exp(s_own - m)
+  denom = jnp.sum(e_own, axis=-1)
+  out = jnp.einsum("bnhgqk,bnkhd->bnqhgd", e_own.astype(v.dtype), v, preferred_element_type=f32)
+  if prefix is not None:
+    e_pre = jnp.exp(s_pre - m)
+    denom = denom + jnp.sum(e_pre, axis=-1)
+    out = out + jnp.einsum("bnhgqp,bphd->bnqhgd", e_pre.astype(pv.dtype), pv,
+                           preferred_element_type=f32)
+  denom = jnp.transpose(denom, (0, 1, 4, 2, 3))[..., None]  # [B, N, Lq, Hkv, G, 1]
+  return (out / denom).astype(q.dtype)
 
 
 class Attention(nn.Module):
