@@ -76,6 +76,8 @@ def test_keys_are_layout_independent(params, prompts, shared):
   np.testing.assert_array_equal(few.tokens, shared.tokens[:, :2])
   again = _sample(params, prompts, key, temperature=0.8)
   np.testing.assert_array_equal(again.tokens, shared.tokens)
+  typed = _sample(params, prompts, jax.random.key(2), temperature=0.8)  # new-style key
+  np.testing.assert_array_equal(typed.tokens, shared.tokens)
   other = _sample(params, prompts, jax.random.PRNGKey(3), temperature=0.8)
   assert not np.array_equal(other.tokens, shared.tokens)
 
