@@ -20,7 +20,7 @@ def test_maze_notebook_executes(tmp_path, monkeypatch):
   assert sweep.run_sweep(cfg, str(workdir))["complete"]
 
   monkeypatch.setenv("MAZE_SWEEP_WORKDIR", str(workdir))
-  monkeypatch.setenv("MPLBACKEND", "Agg")
+  monkeypatch.delenv("MPLBACKEND", raising=False)  # the kernel draws inline
   nb = nbformat.read(ROOT / "notebooks" / "maze_sweep.ipynb", as_version=4)
   NotebookClient(nb, timeout=300, kernel_name="python3",
                  resources={"metadata": {"path": str(ROOT / "notebooks")}}).execute()

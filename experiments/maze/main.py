@@ -10,6 +10,7 @@ command on the same workdir skips finished runs and resumes interrupted ones.
 
 from absl import app
 from absl import flags
+from absl import logging
 from ml_collections import config_flags
 
 from experiments.maze import train
@@ -22,6 +23,7 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "output directory (default runs/
 
 def main(argv):
   del argv
+  logging.set_verbosity(logging.WARNING)  # keep orbax's per-checkpoint INFO lines off the console
   mesh_lib.initialize_distributed()
   config = _CONFIG.value
   workdir = _WORKDIR.value or f"runs/maze/{config.preset}"

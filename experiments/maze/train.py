@@ -330,7 +330,7 @@ def _sft_step_fn(task, model_cfg, optimizer):
     (loss, lp), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    metrics = {"loss": loss, "grad_norm": optax.global_norm(grads),
+    metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads),
                # Probability of the whole BFS answer under the policy (teacher-forced).
                "train/bfs_answer_prob": jnp.exp((lp * mask).sum(-1)).mean()}
     return TrainState(params, opt_state), metrics
@@ -366,7 +366,7 @@ def _rl_step_fn(task, model_cfg, optimizer, n, methods, temperature, base_key, m
     k = rewards.sum(-1)
     metrics = {
         "loss": loss,
-        "grad_norm": optax.global_norm(grads),
+        "grad_norm": optax.tree.norm(grads),
         "train/reward": rewards.mean(),
         "train/frac_all_fail": (k == 0).mean(),
         "train/frac_all_pass": (k == n).mean(),
