@@ -75,6 +75,7 @@ def _base() -> ml_collections.ConfigDict:
   c.train.eval_batch_size = 1000
   c.train.max_to_keep = 2
   c.train.async_checkpointing = True
+  c.train.prng_impl = "rbg"  # jax.random.key impl ("threefry2x32" also works; slower compiles).
   c.train.search_method = "sort"  # jnp.searchsorted method of the label sampler.
   c.train.prefetch_chunks = 2
 

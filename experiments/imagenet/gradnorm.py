@@ -122,7 +122,7 @@ def analyse(config, run_dir: str, *, mesh=None, builder=None, memory=None,
     logp = jax.nn.log_softmax(logits_fn(variables, images[i:i + gb]), axis=-1)
     pass_rates.append(np.exp(np.take_along_axis(np.asarray(logp), labels[i:i + gb, None], 1))[:, 0])
   pass_rates = np.concatenate(pass_rates)
-  base = jax.random.fold_in(jax.random.PRNGKey(config.seed), 3)
+  base = train.prng_key(config, 3)
   norms: dict[str, Any] = {}
   for j, name in enumerate(names):
     out = []
