@@ -132,7 +132,9 @@ def _shrink_to_cpu(c: ml_collections.ConfigDict) -> None:
   c.sft.checkpoint_every = 200
   c.rl.num_rollouts = 16
   c.rl.batch_size = 8
-  c.rl.learning_rate = 1e-3
+  # 1e-3 collapses the policy within ~10 steps at N = 4 (reward 0 for every rollout, no gradient
+  # left); 1e-4 moves too little in 100 steps; 3e-4 improves pass@1 for every estimator.
+  c.rl.learning_rate = 3e-4
   c.rl.steps = 100
   c.rl.chunk_steps = 25
   c.rl.eval_every = 25
