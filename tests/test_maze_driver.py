@@ -53,6 +53,15 @@ def test_config_errors_name_the_field(field, value, match):
     train.validate(cfg)
 
 
+def test_estimator_option_errors_name_the_field():
+  cfg = _smoke()
+  cfg.sweep.estimators = ("maxrl_truncated",)
+  cfg.rl.estimator = "maxrl_truncated"
+  cfg.rl.estimator_options.truncation = 8  # > N = 2, 4
+  with pytest.raises(ConfigError, match="config.rl.estimator_options"):
+    train.validate(cfg)
+
+
 def test_data_is_a_function_of_the_step():
   from experiments.maze import data
   task = data.MazeTask.from_config(_smoke())

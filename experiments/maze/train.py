@@ -131,6 +131,11 @@ def validate(config: ml_collections.ConfigDict, mesh=None) -> None:
     require(estimator in estimators.METHODS, "config.rl.estimator",
             f"unknown estimator {estimator!r}; choose from {sorted(estimators.METHODS)}")
     require(n >= 1, "config.rl.num_rollouts", f"must be >= 1, got {n}")
+    try:  # Options the estimator rejects (e.g. truncation > N) fail here, not inside jit.
+      estimators.advantages(np.zeros((1, n), np.float32), estimator,
+                            **dict(config.rl.estimator_options))
+    except ValueError as e:
+      raise ConfigError("config.rl.estimator_options", f"{estimator} with N={n}: {e}") from e
   field = "config.rl.batch_size" if config.experiment == "single" else "config.sweep.batch_size"
   batch = config.rl.batch_size if config.experiment == "single" else config.sweep.batch_size
   mesh_lib.check_global_batch(batch, mesh, field)
