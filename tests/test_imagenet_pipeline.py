@@ -75,9 +75,10 @@ def test_imagenet_stream_is_deterministic_and_resumes_exactly(mock_imagenet, tmp
   assert all(b["image"].shape == (16, 16, 16, 3) for b in evals)
 
 
-@pytest.mark.parametrize("num_devices", [1, 8])
-def test_mock_imagenet2012_feeds_the_real_train_step(mock_imagenet, tmp_path, num_devices):
+@pytest.mark.parametrize("num_devices,scan", [(1, False), (8, True)])
+def test_mock_imagenet2012_feeds_the_real_train_step(mock_imagenet, tmp_path, num_devices, scan):
   config = _imagenet_config(tmp_path / "tfds")
+  config.train.scan = scan  # Both chunk modes: a lax.scan per chunk, or one dispatch per step.
   devices = jax.devices()[:num_devices]
   mesh = train.make_mesh(devices)
   builder = input_pipeline.prepare_dataset(config)

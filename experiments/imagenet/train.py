@@ -86,6 +86,8 @@ def validate(config, mesh) -> None:
         estimators.coefficient_table(run["objective"], n, **dict(run.get("options", {}) or {}))
       except ValueError as e:
         raise ConfigError(f"{field}.options", str(e)) from e
+  require(not config.gradnorm.run or config.gradnorm.run in names, "config.gradnorm.run",
+          f"must be '' or one of the run names {names}, got {config.gradnorm.run!r}")
   mesh_lib.check_global_batch(config.optim.batch_size, mesh, "config.optim.batch_size")
   mesh_lib.check_global_batch(config.train.eval_batch_size, mesh, "config.train.eval_batch_size")
   t = config.train
@@ -226,35 +228,66 @@ def make_train_step(config, model, tx, schedule) -> Callable:
   return train_step
 
 
+def _stack_metrics(per_step: list[dict]) -> dict:
+  return jax.tree.map(lambda *xs: jnp.stack(xs), *per_step)
+
+
 def make_memory_chunk(train_step, mesh, batch_size: int, steps_per_epoch: int, num_train: int,
-                      data_key) -> Callable:
-  """Jitted ``(state, step0, n, images, labels) -> (state, metrics[n])`` on device-resident data.
+                      data_key, scan: bool = True) -> Callable:
+  """``(state, step0, n, images, labels) -> (state, metrics[n])`` on device-resident data.
 
   Step ``s`` uses rows ``perm_e[(s mod E) B : (s mod E + 1) B]`` of the training arrays, with
-  ``perm_e`` the permutation of epoch ``e = s // E`` (``E`` steps per epoch).
+  ``perm_e`` the permutation of epoch ``e = s // E`` (``E`` steps per epoch). With ``scan`` the
+  ``n`` steps run in one ``lax.scan`` (one dispatch; best on accelerators); without, one jitted
+  step per dispatch (XLA:CPU runs convolutions inside a while loop many times slower).
   """
   data_sharding = mesh_lib.batch_sharding(mesh)
   replicated = mesh_lib.replicated(mesh)
 
+  def one_step(state, step, images, labels):
+    epoch, pos = step // steps_per_epoch, step % steps_per_epoch
+    perm = jax.random.permutation(jax.random.fold_in(data_key, epoch), num_train)
+    idx = jax.lax.dynamic_slice(perm, (pos * batch_size,), (batch_size,))
+    batch = {"image": images[idx], "label": labels[idx]}
+    batch = jax.lax.with_sharding_constraint(batch, data_sharding)
+    return train_step(state, batch, step)
+
+  if not scan:
+    step_fn = jax.jit(one_step, donate_argnums=0, out_shardings=(replicated, replicated))
+
+    def loop_chunk(state, step0, n, images, labels):
+      per_step = []
+      for i in range(n):
+        state, m = step_fn(state, np.int32(step0 + i), images, labels)
+        per_step.append(m)
+      return state, _stack_metrics(per_step)
+
+    return loop_chunk
+
   @functools.partial(jax.jit, static_argnums=2, donate_argnums=0,
                      out_shardings=(replicated, replicated))
   def chunk(state, step0, n, images, labels):
-    def body(state, step):
-      epoch, pos = step // steps_per_epoch, step % steps_per_epoch
-      perm = jax.random.permutation(jax.random.fold_in(data_key, epoch), num_train)
-      idx = jax.lax.dynamic_slice(perm, (pos * batch_size,), (batch_size,))
-      batch = {"image": images[idx], "label": labels[idx]}
-      batch = jax.lax.with_sharding_constraint(batch, data_sharding)
-      return train_step(state, batch, step)
-
-    return jax.lax.scan(body, state, step0 + jnp.arange(n, dtype=jnp.int32))
+    return jax.lax.scan(lambda s, step: one_step(s, step, images, labels), state,
+                        step0 + jnp.arange(n, dtype=jnp.int32))
 
   return chunk
 
 
-def make_stream_chunk(train_step, mesh) -> Callable:
-  """Jitted ``(state, step0, data[n, B, ...]) -> (state, metrics[n])`` on streamed batches."""
+def make_stream_chunk(train_step, mesh, scan: bool = True) -> Callable:
+  """``(state, step0, data[n, B, ...]) -> (state, metrics[n])`` on streamed batches."""
   replicated = mesh_lib.replicated(mesh)
+  if not scan:
+    step_fn = jax.jit(lambda s, b, k: train_step(s, b, k), donate_argnums=0,
+                      out_shardings=(replicated, replicated))
+
+    def loop_chunk(state, step0, data):
+      per_step = []
+      for i in range(data["label"].shape[0]):
+        state, m = step_fn(state, jax.tree.map(lambda x, i=i: x[i], data), np.int32(step0 + i))
+        per_step.append(m)
+      return state, _stack_metrics(per_step)
+
+    return loop_chunk
 
   @functools.partial(jax.jit, donate_argnums=0, out_shardings=(replicated, replicated))
   def chunk(state, step0, data):
@@ -398,7 +431,7 @@ def train_run(config, workdir: str, *, builder=None, mesh=None, memory: MemoryDa
     memory = memory if memory is not None else MemoryData(config, builder, mesh)
     data_key = prng_key(config, 2)
     mem_chunk = make_memory_chunk(train_step, mesh, batch, steps_per_epoch, memory.num_train,
-                                  data_key)
+                                  data_key, scan=bool(config.train.scan))
 
     def train_chunk(state, step0, n):
       return mem_chunk(state, np.int32(step0), n, memory.train_images, memory.train_labels)
@@ -412,7 +445,7 @@ def train_run(config, workdir: str, *, builder=None, mesh=None, memory: MemoryDa
         stream, mesh, [n for _, n in loop.chunk_sizes(start_step, total_steps,
                                                       int(config.train.chunk_steps))],
         buffer_size=int(config.train.prefetch_chunks))
-    stream_chunk = make_stream_chunk(train_step, mesh)
+    stream_chunk = make_stream_chunk(train_step, mesh, scan=bool(config.train.scan))
 
     def train_chunk(state, step0, n):
       data = next(chunks)
