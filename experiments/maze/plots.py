@@ -96,6 +96,20 @@ def history_pass_at_k(run: dict, k: int, eval_set: str = "test") -> tuple[np.nda
   return np.asarray(steps), np.asarray(vals)
 
 
+def _tracked_ks(runs: list[dict], eval_set: str) -> list[int]:
+  """The ks logged at every periodic evaluation (the most points), smallest first."""
+  counts = {}
+  for r in runs:
+    for rec in r["history"]:
+      for m in map(_KEY_RE.match, rec):
+        if m and m["set"] == eval_set:
+          counts.setdefault(int(m["k"]), set()).add((id(r), rec["step"]))
+  if not counts:
+    return []
+  most = max(len(v) for v in counts.values())
+  return sorted(k for k, v in counts.items() if len(v) == most)
+
+
 def _neglog(p: float) -> float:
   return -math.log(max(p, 1e-9))
 
@@ -151,13 +165,8 @@ def figure_passk_vs_steps(sweep: dict, path: str) -> str | None:
   if not runs:
     return None
   ns = sorted({r["n"] for r in runs})
-  logged = set()
-  for r in runs:
-    for rec in r["history"]:
-      logged.update(int(m["k"]) for m in map(_KEY_RE.match, rec) if m and m["set"] == "test")
-  # k = 1 and the largest k evaluated during training (every logged point has it).
-  during = sorted(k for k in logged
-                  if all(len(history_pass_at_k(r, k)[0]) > 1 for r in runs if r["history"]))
+  # k = 1 and the largest k evaluated at every periodic evaluation during training.
+  during = _tracked_ks(runs, "test")
   ks = sorted({1, during[-1]}) if during else [1]
   fig, axes = plt.subplots(len(ks), len(ns), figsize=(3.0 * len(ns), 2.6 * len(ks)),
                            squeeze=False, sharey="row")
@@ -187,15 +196,10 @@ def figure_data_scarce(sweep: dict, path: str) -> str | None:
   runs = list(sweep["runs"].values())
   if not runs:
     return None
-  ks = set()
-  for r in runs:
-    for rec in r["history"]:
-      ks.update(int(m["k"]) for m in map(_KEY_RE.match, rec) if m and m["set"] == "train")
-  if not ks:
+  during = _tracked_ks(runs, "train")
+  if not during:
     return None
-  during = [k for k in sorted(ks) if all(len(history_pass_at_k(r, k, "train")[0]) > 1
-                                         for r in runs if r["history"])]
-  kmax = during[-1] if during else max(ks)
+  kmax = during[-1]
   sets = ("train", "test")
   fig, axes = plt.subplots(2, 2, figsize=(8, 5.6), sharex=True)
   for i, k in enumerate(sorted({1, kmax})):
