@@ -26,8 +26,8 @@ def test_resnet50_has_the_standard_parameter_count():
 def test_small_resnet_uniform_initial_policy_and_dtypes():
   model = resnet.make_resnet("resnet8", 37, width=4, stem="small", dtype=jnp.bfloat16,
                              input_mean=(127.5,) * 3, input_std=(64.0,) * 3)
-  images = jax.random.randint(jax.random.PRNGKey(0), (5, 8, 8, 3), 0, 256).astype(jnp.uint8)
-  variables = model.init(jax.random.PRNGKey(1), images, train=False)
+  images = jnp.asarray(np.random.default_rng(0).integers(0, 256, (5, 8, 8, 3)), jnp.uint8)
+  variables = model.init(jax.random.key(1, impl="rbg"), images, train=False)
   assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(variables["params"]))
   logits, updates = model.apply(variables, images, train=True, mutable=["batch_stats"])
   assert logits.shape == (5, 37) and logits.dtype == jnp.float32
@@ -44,12 +44,13 @@ def test_batchnorm_statistics_are_over_the_global_sharded_batch():
   assert len(devices) == 8
   mesh = Mesh(np.array(devices), ("data",), axis_types=(AxisType.Auto,))
   model = resnet.make_resnet("resnet8", 10, width=4, stem="small")
-  images = jax.random.normal(jax.random.PRNGKey(0), (16, 8, 8, 3))
-  variables = model.init(jax.random.PRNGKey(1), images, train=False)
+  rng = np.random.default_rng(0)
+  images = jnp.asarray(rng.normal(size=(16, 8, 8, 3)), jnp.float32)
+  variables = model.init(jax.random.key(1, impl="rbg"), images, train=False)
   # A non-trivial head so that the logits depend on the normalised features.
   variables = jax.tree.map(lambda x: x, variables)  # Fresh dicts, then replace the head.
   kernel = variables["params"]["head"]["kernel"]
-  variables["params"]["head"]["kernel"] = jax.random.normal(jax.random.PRNGKey(2), kernel.shape)
+  variables["params"]["head"]["kernel"] = jnp.asarray(rng.normal(size=kernel.shape), jnp.float32)
 
   def forward(v, x):
     return model.apply(v, x, train=True, mutable=["batch_stats"])

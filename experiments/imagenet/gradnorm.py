@@ -32,7 +32,6 @@ import jax
 import jax.numpy as jnp
 from ml_collections import config_flags
 import numpy as np
-import optax
 
 from experiments.imagenet import input_pipeline
 from experiments.imagenet import objectives
@@ -55,7 +54,7 @@ def per_image_grad_norms(model, variables, images, coefs) -> jax.Array:
     return -jnp.sum(coef * jax.nn.log_softmax(logits))
 
   def norm(image, coef):
-    return optax.global_norm(jax.grad(loss)(variables["params"], image, coef))
+    return train.global_norm(jax.grad(loss)(variables["params"], image, coef))
 
   return jax.vmap(norm)(images, coefs)
 
@@ -148,6 +147,27 @@ def analyse(config, run_dir: str, *, mesh=None, builder=None, memory=None,
       json.dump(result, f)
   result["json"] = json_path
   return result
+
+
+def analyse_once(config, run_dir: str, **kwargs) -> dict:
+  """:func:`analyse`, unless its json already exists for the same checkpoint step."""
+  out_dir = kwargs.get("out_dir") or os.path.join(os.path.dirname(os.path.abspath(run_dir)),
+                                                  "figures")
+  path = os.path.join(out_dir, "imagenet_gradnorm.json")
+  ckpt = checkpoint_lib.Checkpointer(os.path.join(run_dir, "checkpoints"))
+  try:
+    latest = ckpt.latest_step()
+  finally:
+    ckpt.close()
+  try:
+    with open(path, encoding="utf-8") as f:
+      previous = json.load(f)
+    if previous.get("step") == latest and os.path.exists(previous.get("figure", "")):
+      previous["json"] = path
+      return previous
+  except (OSError, ValueError):
+    pass
+  return analyse(config, run_dir, **kwargs)
 
 
 def _define_flags():

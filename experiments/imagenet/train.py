@@ -199,6 +199,11 @@ def init_state(config, model, tx, mesh) -> dict[str, Any]:
   return jax.jit(init, out_shardings=mesh_lib.replicated(mesh))()
 
 
+def global_norm(tree) -> jax.Array:
+  """``sqrt(sum of squares)`` over all leaves (float32)."""
+  return jnp.sqrt(sum(jnp.sum(jnp.square(x.astype(jnp.float32))) for x in jax.tree.leaves(tree)))
+
+
 def make_train_step(config, model, tx, schedule) -> Callable:
   """``(state, batch, step) -> (state, metrics)`` for the run in ``config.run``."""
   run = config.run
@@ -221,7 +226,7 @@ def make_train_step(config, model, tx, schedule) -> Callable:
         state["params"])
     updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
     params = optax.apply_updates(state["params"], updates)
-    metrics = {"loss": loss, "grad_norm": optax.global_norm(grads), "lr": schedule(step)}
+    metrics = {"loss": loss, "grad_norm": global_norm(grads), "lr": schedule(step)}
     metrics.update(aux)
     return {"params": params, "batch_stats": batch_stats, "opt_state": opt_state}, metrics
 
@@ -559,8 +564,8 @@ def run(config, workdir: str, devices: Sequence[jax.Device] | None = None,
     summary["figures"] = plots.comparison_figures(config, workdir)
     if config.gradnorm.run:
       from experiments.imagenet import gradnorm  # pylint: disable=g-import-not-at-top
-      result = gradnorm.analyse(config, os.path.join(workdir, config.gradnorm.run), mesh=mesh,
-                                builder=builder, memory=memory)
-      summary["figures"].append(result["figure"])
+      summary["figures"].append(gradnorm.analyse_once(
+          config, os.path.join(workdir, config.gradnorm.run), mesh=mesh, builder=builder,
+          memory=memory)["figure"])
     _write_json(os.path.join(workdir, SUMMARY_FILE), summary)
   return summary
