@@ -101,7 +101,7 @@ def plot_pass_at_k(runs: Mapping[str, dict], path: str, max_k: int = 256, title:
   ax.grid(alpha=0.3)
   ax.legend(fontsize=8)
   if title:
-    ax.set_title(title)
+    ax.set_title(title, fontsize=10)
   fig.tight_layout()
   os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
   fig.savefig(path, dpi=120)
@@ -111,14 +111,18 @@ def plot_pass_at_k(runs: Mapping[str, dict], path: str, max_k: int = 256, title:
 
 def plot_gradnorm(pass_rates: np.ndarray, norms: Mapping[str, np.ndarray], path: str,
                   title: str = "") -> str:
-  """Per-image gradient L2 norm against pass rate, one panel per objective (Figure 8)."""
+  """Per-image gradient L2 norm against pass rate, one panel per objective (Figure 8).
+
+  Panels share the (log) y axis so the objectives' norms compare directly.
+  """
   names = list(norms)
-  fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.8), squeeze=False)
+  fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.8), squeeze=False,
+                           sharey=True)
   p = np.asarray(pass_rates)
   for ax, name in zip(axes[0], names):
-    ax.scatter(p, np.asarray(norms[name]), s=6, alpha=0.6)
+    ax.scatter(p, np.maximum(np.asarray(norms[name]), 1e-12), s=6, alpha=0.6)
     ax.set_xscale("log")
-    ax.set_yscale("symlog", linthresh=1e-4)
+    ax.set_yscale("log")
     ax.set_xlabel("pass rate pi(y*|x)")
     ax.set_ylabel("per-image gradient L2 norm")
     ax.set_title(name, fontsize=9)
@@ -148,6 +152,7 @@ def comparison_figures(config, workdir: str) -> list[str]:
   fig_dir = os.path.join(workdir, "figures")
   paths = [plot_curves(curves, os.path.join(fig_dir, "imagenet_curves.png"), title)]
   if finals:
-    paths.append(plot_pass_at_k(finals, os.path.join(fig_dir, "imagenet_pass_at_k.png"),
-                                title=f"final checkpoints{generated}"))
+    paths.append(plot_pass_at_k(
+        finals, os.path.join(fig_dir, "imagenet_pass_at_k.png"),
+        title="final checkpoints" + (" (generated data)" if generated else "")))
   return paths
