@@ -72,16 +72,8 @@ class TrainState:
 
 
 def make_mesh(devices=None) -> jax.sharding.Mesh:
-  """The driver's 1-D ``"data"`` mesh over all devices, with an *Auto* (GSPMD) axis.
-
-  ``maxrl_jax.train.mesh.make_mesh`` leaves the axis type to ``jax.make_mesh``, whose default is
-  ``Explicit`` in recent JAX; the maze step generates its batch on the device and places it with
-  ``with_sharding_constraint`` and lets the SPMD partitioner propagate the layout through the
-  sampler's ``while_loop``, which needs an Auto axis. Same devices, same axis name.
-  """
-  devices = list(devices) if devices is not None else jax.devices()
-  return jax.make_mesh((len(devices),), (mesh_lib.DATA_AXIS,),
-                       axis_types=(jax.sharding.AxisType.Auto,), devices=devices)
+  """The shared 1-D ``"data"`` mesh (Auto axis: the sampler's ``while_loop`` needs GSPMD)."""
+  return mesh_lib.make_mesh(devices)
 
 
 # ------------------------------------------------------------------------------------------------
