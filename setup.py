@@ -16,6 +16,8 @@ INSTALL_REQUIRES = [
     "matplotlib>=3.8",
     "tensorboardX>=2.6",
     "tensorflow-datasets>=4.9.6",
+    # tfds 4.9.x imports it in download_and_prepare without declaring it.
+    "importlib_resources>=6",
 ]
 
 EXTRAS = {
