@@ -252,3 +252,10 @@ def test_sigterm_then_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path):
   straight, _ = toy.train(_toy_config(total_steps=steps), str(tmp_path / "straight"))
   for k, v in _params(straight).items():
     np.testing.assert_array_equal(_params(resumed)[k], v)
+
+
+def test_tensorboard_tags_are_legal():
+  from maxrl_jax.train import logs  # pylint: disable=g-import-not-at-top
+  assert logs.tensorboard_tag("tabular/exact/ml/pass@8") == "tabular/exact/ml/pass_at_8"
+  assert logs.tensorboard_tag("eval/test/pass@1") == "eval/test/pass_at_1"
+  assert logs.tensorboard_tag("a b(c)") == "a_b_c_"

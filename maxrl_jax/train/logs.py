@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import sys
 import time
 from typing import Any, Mapping, TextIO
@@ -49,6 +50,17 @@ def config_to_dict(config: Any) -> Any:
   return str(config)
 
 
+_TB_ILLEGAL = re.compile(r"[^-/\w.]")
+
+
+def tensorboard_tag(name: str) -> str:
+  """``name`` as a legal TensorBoard tag: ``pass@8`` -> ``pass_at_8``, other symbols -> ``_``.
+
+  (TensorBoard would rename illegal tags itself, logging a line per scalar per step.)
+  """
+  return _TB_ILLEGAL.sub("_", name.replace("@", "_at_"))
+
+
 class MetricWriter:
   """Writes scalars to ``workdir/metrics.jsonl`` and TensorBoard events under ``workdir/tb``.
 
@@ -87,7 +99,7 @@ class MetricWriter:
     self._jsonl.flush()
     if self._tb is not None:
       for k, v in values.items():
-        self._tb.add_scalar(k, v, global_step=int(step))
+        self._tb.add_scalar(tensorboard_tag(k), v, global_step=int(step))
 
   def write_config(self, config: Any) -> None:
     """Writes ``workdir/config.json`` (sorted keys, indented)."""
