@@ -21,6 +21,7 @@ import time
 
 from absl import app
 from absl import flags
+from absl import logging
 
 from experiments import report
 from maxrl_jax.train import logs
@@ -91,6 +92,7 @@ def reproduce(workdir: str, preset: str = "cpu", experiments=EXPERIMENTS) -> str
 
 def main(argv):
   del argv
+  logging.set_verbosity(logging.WARNING)  # orbax logs every checkpoint step at INFO
   mesh_lib.initialize_distributed()
   if _REPORT_ONLY.value:
     summaries = {}

@@ -2,6 +2,7 @@
 
 from absl import app
 from absl import flags
+from absl import logging
 from ml_collections import config_flags
 
 from experiments.bernoulli import train
@@ -13,6 +14,7 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Output directory (default runs/
 
 def main(argv):
   del argv
+  logging.set_verbosity(logging.WARNING)  # keep orbax's per-checkpoint INFO lines off the console
   config = _CONFIG.value
   workdir = _WORKDIR.value or f"runs/bernoulli/{config.preset}"
   summary = train.run(config, workdir)

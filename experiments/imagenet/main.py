@@ -17,6 +17,7 @@ from typing import Sequence
 
 from absl import app
 from absl import flags
+from absl import logging
 from ml_collections import config_flags
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -26,6 +27,7 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Output directory (default runs/
 
 def main(argv: Sequence[str]) -> None:
   del argv
+  logging.set_verbosity(logging.WARNING)  # keep orbax's per-checkpoint INFO lines off the console
   from experiments.imagenet import train  # pylint: disable=g-import-not-at-top
   from maxrl_jax.train import mesh as mesh_lib  # pylint: disable=g-import-not-at-top
   mesh_lib.initialize_distributed()
