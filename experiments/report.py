@@ -172,11 +172,13 @@ def imagenet_section(summary: Mapping[str, Any], exp_dir: str, report_dir: str) 
                    "MaxRL at >= 1024 rollouts close to cross-entropy",
                    f"pass@1 {_fmt(best['eval/pass@1'])} vs {_fmt(ce['eval/pass@1'])} "
                    f"(ratio {_fmt(ratio, 3)})", ratio >= 0.8))
-  reinforce = [r for r in runs.values() if r["objective"] == "reinforce"]
+  reinforce = [r for name, r in runs.items()
+               if r["objective"] in ("reinforce", "mean_baseline") or name.startswith("reinforce")]
   if reinforce and num_classes:
     threshold = 3.0 / num_classes
-    r = reinforce[0]
-    claims.append(("REINFORCE stays near its initial pass rate 1/C (below 3/C)",
+    r = reinforce[-1]
+    claims.append((f"REINFORCE ({r['objective']}, N={r['num_rollouts']}) stays near its initial "
+                   "pass rate 1/C (below 3/C)",
                    "REINFORCE below 0.003 from 1e-3 with 1000 classes (3/C)",
                    f"pass@1 {_fmt(r['eval/pass@1'])}, 3/C = {_fmt(threshold)}",
                    r["eval/pass@1"] < threshold))
@@ -290,3 +292,29 @@ def write_report(workdir: str, preset: str, summaries: Mapping[str, Mapping[str,
   with open(path, "w", encoding="utf-8") as f:
     f.write("\n".join(lines).rstrip() + "\n")
   return path
+
+
+def publish(report_path: str, dest: str, name: str) -> str:
+  """Copies ``report_path`` and every figure it links into ``dest`` (``dest/figures/``).
+
+  The copy is ``dest/<name>``, with its image links rewritten to the copied figures; used to put
+  the latest report beside the README (``--publish=docs``).
+  """
+  import re  # pylint: disable=g-import-not-at-top
+  import shutil  # pylint: disable=g-import-not-at-top
+  src_dir = os.path.dirname(os.path.abspath(report_path))
+  with open(report_path, encoding="utf-8") as f:
+    text = f.read()
+  os.makedirs(os.path.join(dest, "figures"), exist_ok=True)
+
+  def _copy(match):
+    alt, rel = match.group(1), match.group(2)
+    target = os.path.join("figures", os.path.basename(rel))
+    shutil.copyfile(os.path.join(src_dir, rel), os.path.join(dest, target))
+    return f"![{alt}]({target})"
+
+  text = re.sub(r"!\[([^\]]*)\]\(([^)]+)\)", _copy, text)
+  out = os.path.join(dest, name)
+  with open(out, "w", encoding="utf-8") as f:
+    f.write(text)
+  return out

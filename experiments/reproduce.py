@@ -34,6 +34,9 @@ _WORKDIR = flags.DEFINE_string("workdir", "runs/reproduce", "Output directory.")
 _PRESET = flags.DEFINE_enum("preset", "cpu", ["smoke", "cpu", "paper"],
                             "Preset of every driver: cpu (default), paper (accelerators), smoke.")
 _ONLY = flags.DEFINE_list("experiments", list(EXPERIMENTS), "Subset of experiments to run.")
+_PUBLISH = flags.DEFINE_string(
+    "publish", None, "Also copy report.md and its figures into this directory (e.g. docs), as "
+    "report_<preset>.md and figures/.")
 _REPORT_ONLY = flags.DEFINE_bool("report_only", False,
                                  "Only rebuild report.md from the finished runs.")
 
@@ -104,8 +107,11 @@ def main(argv):
     report.write_report(_WORKDIR.value, _PRESET.value, summaries, load_timings(_WORKDIR.value),
                         out)
     print(f"[reproduce] report: {out}")
-    return
-  reproduce(_WORKDIR.value, _PRESET.value, tuple(_ONLY.value))
+  else:
+    out = reproduce(_WORKDIR.value, _PRESET.value, tuple(_ONLY.value))
+  if _PUBLISH.value and mesh_lib.is_chief():
+    copy = report.publish(out, _PUBLISH.value, f"report_{_PRESET.value}.md")
+    print(f"[reproduce] published: {copy}")
 
 
 if __name__ == "__main__":
