@@ -545,7 +545,16 @@ def sft(config: ml_collections.ConfigDict, workdir: str, *, mesh=None,
       task=task, model_cfg=model_cfg, stop_step=stop_step, initial_eval=pre)
   summary = {"stage": "sft", "step": step, "stopped": reason, "complete": False,
              "num_params": transformer.num_params(init_params), "train_wall_s": wall}
-  if step >= config.sft.steps:
+  _finish_stage(summary, state, config.sft.steps, writer, workdir=workdir, config=config,
+                task=task, model_cfg=model_cfg, mesh=mesh)
+  return state.params, summary
+
+
+def _finish_stage(summary: dict, state, total_steps: int, writer, *, workdir: str, config,
+                  task, model_cfg, mesh) -> None:
+  """Once a stage reached ``total_steps``: final evaluation, logged, and ``summary.json``."""
+  step = summary["step"]
+  if step >= total_steps:
     t0 = time.time()
     summary["eval"] = _evaluate_sets(state.params, model_cfg, task, config, step,
                                      config.eval.num_samples, mesh)
@@ -554,7 +563,6 @@ def sft(config: ml_collections.ConfigDict, workdir: str, *, mesh=None,
     summary["complete"] = True
     write_json(os.path.join(workdir, SUMMARY_FILE), summary)
   writer.close()
-  return state.params, summary
 
 
 def _restore_params(workdir, init_params, optimizer, mesh):
@@ -598,15 +606,8 @@ def rl(config: ml_collections.ConfigDict, workdir: str, init_params, *, mesh=Non
   summary = {"stage": "rl", "estimator": config.rl.estimator,
              "num_rollouts": int(config.rl.num_rollouts), "batch_size": int(config.rl.batch_size),
              "step": step, "stopped": reason, "complete": False, "train_wall_s": wall}
-  if step >= config.rl.steps:
-    t0 = time.time()
-    summary["eval"] = _evaluate_sets(state.params, model_cfg, task, config, step,
-                                     config.eval.num_samples, mesh)
-    summary["eval_wall_s"] = time.time() - t0
-    writer.write_scalars(step, summary["eval"])
-    summary["complete"] = True
-    write_json(os.path.join(workdir, SUMMARY_FILE), summary)
-  writer.close()
+  _finish_stage(summary, state, config.rl.steps, writer, workdir=workdir, config=config,
+                task=task, model_cfg=model_cfg, mesh=mesh)
   return state.params, summary
 
 
