@@ -143,8 +143,9 @@ def gspmd_mesh(mesh: Mesh) -> Mesh:
 
 
 def make_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
-  """The infrastructure's 1-D ``"data"`` mesh, with Auto axis types (see `gspmd_mesh`)."""
-  return gspmd_mesh(mesh_lib.make_mesh(devices))
+  """The infrastructure's 1-D ``"data"`` mesh (Auto axes already; `gspmd_mesh` is for meshes
+  a caller builds itself)."""
+  return mesh_lib.make_mesh(devices)
 
 
 # ----------------------------------------------------------------------------- model and state
