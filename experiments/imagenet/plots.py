@@ -31,6 +31,17 @@ _DISPLAY = {
 }
 
 
+def _save(fig, path: str, suptitle: str = "") -> str:
+  """Writes ``fig`` to ``path`` (creating its directory), closes it, returns ``path``."""
+  if suptitle:
+    fig.suptitle(suptitle)
+  fig.tight_layout()
+  os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+  return path
+
+
 def run_label(objective: str, num_rollouts: int) -> str:
   """Legend label, e.g. ``MaxRL N=128``."""
   name = _DISPLAY.get(objective, objective)
@@ -75,13 +86,7 @@ def plot_curves(runs: Mapping[str, dict], path: str, title: str = "") -> str:
       ax.set_yscale("log")
     ax.grid(alpha=0.3)
   axes[0].legend(fontsize=8)
-  if title:
-    fig.suptitle(title)
-  fig.tight_layout()
-  os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
-  return path
+  return _save(fig, path, title)
 
 
 def plot_pass_at_k(runs: Mapping[str, dict], path: str, max_k: int = 256, title: str = "") -> str:
@@ -102,11 +107,7 @@ def plot_pass_at_k(runs: Mapping[str, dict], path: str, max_k: int = 256, title:
   ax.legend(fontsize=8)
   if title:
     ax.set_title(title, fontsize=10)
-  fig.tight_layout()
-  os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
-  return path
+  return _save(fig, path)
 
 
 def plot_gradnorm(pass_rates: np.ndarray, norms: Mapping[str, np.ndarray], path: str,
@@ -127,13 +128,7 @@ def plot_gradnorm(pass_rates: np.ndarray, norms: Mapping[str, np.ndarray], path:
     ax.set_ylabel("per-image gradient L2 norm")
     ax.set_title(name, fontsize=9)
     ax.grid(alpha=0.3)
-  if title:
-    fig.suptitle(title)
-  fig.tight_layout()
-  os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
-  return path
+  return _save(fig, path, title)
 
 
 def comparison_figures(config, workdir: str) -> list[str]:
