@@ -11,11 +11,14 @@ Orbax writes into a temporary directory and renames it when the save is complete
 interrupted by a kill never shows up as a step. A step directory that is complete but unreadable
 (files truncated or deleted afterwards, a half-synced copy) is caught by
 :meth:`Checkpointer.restore_latest`, which warns naming it, moves it aside and falls back to the
-previous step.
+previous step. Every checkpoint's ``meta`` also holds a SHA-256 digest of the state's bytes
+(``state_digest``), recomputed after a restore: a checkpoint whose bytes changed after it was
+written (a flipped bit on disk, a partial copy that still parses) is unreadable too.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 from typing import Any
@@ -26,8 +29,43 @@ from jax.experimental import multihost_utils
 import numpy as np
 import orbax.checkpoint as ocp
 
+from maxrl_jax.train import files
+
 _STATE = "state"
 _META = "meta"
+DIGEST_KEY = "state_digest"
+
+
+class CheckpointError(RuntimeError):
+  """A checkpoint that must be restored (a finished stage's final step) cannot be read."""
+
+
+def state_digest(state: Any) -> str:
+  """SHA-256 over the dtype, shape and bytes of every leaf of ``state`` (hex string).
+
+  Arrays that are neither fully addressable nor fully replicated (sharded over several
+  processes) are represented by their shape and dtype only, so every process computes the same
+  digest.
+  """
+  h = hashlib.sha256()
+  for path, leaf in jax.tree_util.tree_flatten_with_path(_to_storable(state))[0]:
+    h.update(jax.tree_util.keystr(path).encode())
+    if isinstance(leaf, jax.Array):
+      h.update(f"{leaf.dtype}{leaf.shape}".encode())
+      if leaf.is_fully_addressable:
+        data = np.asarray(leaf)
+      elif leaf.is_fully_replicated:
+        data = np.asarray(leaf.addressable_data(0))
+      else:
+        continue
+    elif isinstance(leaf, (np.ndarray, np.generic, int, float, bool)):
+      data = np.asarray(leaf)
+      h.update(f"{data.dtype}{data.shape}".encode())
+    else:
+      h.update(repr(leaf).encode())
+      continue
+    h.update(np.ascontiguousarray(data).tobytes())
+  return h.hexdigest()
 
 
 def _is_typed_key(x: Any) -> bool:
@@ -75,9 +113,7 @@ class Checkpointer:
   """
 
   def __init__(self, directory: str | os.PathLike, max_to_keep: int = 3, async_save: bool = True):
-    directory = str(directory)
-    if "://" not in directory:
-      directory = os.path.abspath(directory)
+    directory = os.fspath(files.as_path(directory))
     self.directory = directory
     options = ocp.CheckpointManagerOptions(
         max_to_keep=max_to_keep,
@@ -101,6 +137,7 @@ class Checkpointer:
     meta = dict(meta or {})
     meta.setdefault("step", step)
     meta.setdefault("saved_at_unix", time.time())
+    meta[DIGEST_KEY] = state_digest(state)
     return self._manager.save(
         step,
         args=ocp.args.Composite(**{
@@ -131,15 +168,7 @@ class Checkpointer:
     failed: list[tuple[int, str]] = []
     for step in sorted(self._manager.all_steps(), reverse=True):
       try:
-        restored = self._manager.restore(
-            step,
-            args=ocp.args.Composite(**{
-                _STATE: ocp.args.StandardRestore(abstract),
-                _META: ocp.args.JsonRestore(),
-            }),
-        )
-        state = _from_storable(restored[_STATE], template_state)
-        _check_restored(state, abstract)
+        state, meta = self._restore(step, abstract, template_state)
       except Exception as e:  # pylint: disable=broad-except  # Any failure means unreadable.
         path = os.path.join(self.directory, str(step))
         reason = f"{type(e).__name__}: {str(e)[:300]}"
@@ -150,7 +179,7 @@ class Checkpointer:
         continue
       for bad_step, _ in failed:
         self._quarantine(bad_step)
-      return step, state, dict(restored[_META] or {})
+      return step, state, meta
     if failed:
       raise RuntimeError(
           f"none of the checkpoints {[s for s, _ in failed]} in {self.directory} can be restored "
@@ -158,14 +187,49 @@ class Checkpointer:
           "structure changed, start in a fresh workdir.")
     return None
 
+  def _restore(self, step: int, abstract: Any, template_state: Any) -> tuple[Any, dict]:
+    """Restores ``step`` and checks shapes and the state digest; raises if anything is off."""
+    restored = self._manager.restore(
+        step,
+        args=ocp.args.Composite(**{
+            _STATE: ocp.args.StandardRestore(abstract),
+            _META: ocp.args.JsonRestore(),
+        }),
+    )
+    state = _from_storable(restored[_STATE], template_state)
+    _check_restored(state, abstract)
+    meta = dict(restored[_META] or {})
+    want = meta.get(DIGEST_KEY)
+    if want is not None and state_digest(state) != want:
+      raise ValueError("the restored state's digest differs from the one saved with it "
+                       "(the checkpoint's bytes changed after it was written)")
+    return state, meta
+
+  def restore_step(self, step: int, template_state: Any) -> tuple[Any, dict]:
+    """Restores exactly ``step`` (a finished stage's final state); no fallback.
+
+    Raises:
+      CheckpointError: naming the step directory, if it is missing or unreadable.
+    """
+    self.wait()
+    self._manager.reload()
+    path = os.path.join(self.directory, str(step))
+    if step not in self._manager.all_steps():
+      raise CheckpointError(f"checkpoint step {step} is missing at {path} (have "
+                            f"{sorted(self._manager.all_steps())})")
+    try:
+      return self._restore(step, _abstract(template_state), template_state)
+    except Exception as e:  # pylint: disable=broad-except
+      raise CheckpointError(f"checkpoint step {step} at {path} is unreadable "
+                            f"({type(e).__name__}: {str(e)[:300]})") from e
+
   def _quarantine(self, step: int) -> None:
     """Moves an unreadable step directory aside (process 0), then re-reads the step list."""
     if jax.process_index() == 0:
       src = os.path.join(self.directory, str(step))
       dst = os.path.join(self.directory, f"corrupt.{step}.{int(time.time())}")
       try:
-        from etils import epath  # orbax dependency; handles gs:// too.
-        epath.Path(src).rename(dst)
+        files.as_path(src).rename(dst)
       except Exception as e:  # pylint: disable=broad-except
         warnings.warn(f"could not move unreadable checkpoint {src} aside: {e}", stacklevel=3)
     if jax.process_count() > 1:

@@ -13,9 +13,11 @@ import re
 import sys
 import time
 from typing import Any, Mapping, TextIO
+import warnings
 
 import numpy as np
 
+from maxrl_jax.train import files
 from maxrl_jax.train import mesh as mesh_lib
 
 METRICS_FILE = "metrics.jsonl"
@@ -66,7 +68,13 @@ class MetricWriter:
 
   Each ``metrics.jsonl`` line is ``{"step": s, "time": unix_seconds, "<name>": value, ...}``.
   The file is appended to, so a resumed run continues it (steps after the last checkpoint are
-  logged again by the resumed run; readers keep the last line per step and name).
+  logged again by the resumed run; readers keep the last line per step and name). A torn last
+  line (a process killed mid-write) is trimmed when the writer opens the file.
+
+  ``workdir`` may be any ``etils.epath`` path. Object stores (``gs://``) cannot append: there
+  the lines are kept in memory and the whole file is rewritten at every :meth:`flush` (the loop
+  flushes at checkpoints and at the end), and TensorBoard events are written to a local
+  temporary directory and copied into ``workdir/tb`` at each flush.
 
   Args:
     workdir: run directory (created).
@@ -80,13 +88,26 @@ class MetricWriter:
     self.enabled = mesh_lib.is_chief() if enabled is None else bool(enabled)
     self._jsonl = None
     self._tb = None
+    self._remote_lines: list[str] | None = None
+    self._tb_local: str | None = None
     if not self.enabled:
       return
-    os.makedirs(self.workdir, exist_ok=True)
-    self._jsonl = open(os.path.join(self.workdir, METRICS_FILE), "a", encoding="utf-8")
+    root = files.makedirs(workdir)
+    self._path = root / METRICS_FILE
+    kept = _trim_torn_line(self._path)
+    if files.is_local(root):
+      with files.io_errors(self._path):
+        self._jsonl = open(os.fspath(self._path), "a", encoding="utf-8")
+    else:
+      self._remote_lines = kept
     if tensorboard:
       from tensorboardX import SummaryWriter  # Imported lazily: slow import.
-      self._tb = SummaryWriter(logdir=os.path.join(self.workdir, TB_DIR))
+      if files.is_local(root):
+        self._tb = SummaryWriter(logdir=os.fspath(root / TB_DIR))
+      else:
+        import tempfile  # pylint: disable=g-import-not-at-top
+        self._tb_local = tempfile.mkdtemp(prefix="maxrl_tb_")
+        self._tb = SummaryWriter(logdir=self._tb_local)
 
   def write_scalars(self, step: int, scalars: Mapping[str, Any]) -> None:
     """Appends one JSON line and one TensorBoard scalar per entry, all at ``step``."""
@@ -95,8 +116,13 @@ class MetricWriter:
     values = {str(k): _to_float(v) for k, v in scalars.items()}
     record = {"step": int(step), "time": time.time()}
     record.update({k: _json_value(v) for k, v in values.items()})
-    self._jsonl.write(json.dumps(record) + "\n")
-    self._jsonl.flush()
+    line = json.dumps(record) + "\n"
+    if self._jsonl is not None:
+      with files.io_errors(self._path):
+        self._jsonl.write(line)
+        self._jsonl.flush()
+    elif self._remote_lines is not None:
+      self._remote_lines.append(line)
     if self._tb is not None:
       for k, v in values.items():
         self._tb.add_scalar(tensorboard_tag(k), v, global_step=int(step))
@@ -105,26 +131,32 @@ class MetricWriter:
     """Writes ``workdir/config.json`` (sorted keys, indented)."""
     if not self.enabled:
       return
-    path = os.path.join(self.workdir, CONFIG_FILE)
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-      json.dump(config_to_dict(config), f, indent=2, sort_keys=True)
-      f.write("\n")
-    os.replace(tmp, path)
+    files.write_json(files.as_path(self.workdir) / CONFIG_FILE, config_to_dict(config))
 
   def flush(self) -> None:
     if self._jsonl is not None:
-      self._jsonl.flush()
+      with files.io_errors(self._path):
+        self._jsonl.flush()
+    if self._remote_lines is not None:
+      files.write_text(self._path, "".join(self._remote_lines))
     if self._tb is not None:
       self._tb.flush()
+      if self._tb_local is not None:
+        _copy_tree(self._tb_local, files.as_path(self.workdir) / TB_DIR)
 
   def close(self) -> None:
+    if not self.enabled:
+      return
+    self.flush()
     if self._jsonl is not None:
       self._jsonl.close()
       self._jsonl = None
     if self._tb is not None:
       self._tb.close()
+      if self._tb_local is not None:
+        _copy_tree(self._tb_local, files.as_path(self.workdir) / TB_DIR)
       self._tb = None
+    self._remote_lines = None
 
   def __enter__(self) -> "MetricWriter":
     return self
@@ -133,15 +165,55 @@ class MetricWriter:
     self.close()
 
 
+def _copy_tree(local_dir: str, dest) -> None:
+  for root, _, names in os.walk(local_dir):
+    for name in names:
+      src = os.path.join(root, name)
+      rel = os.path.relpath(src, local_dir)
+      with open(src, "rb") as f:
+        files.write_bytes(dest / rel, f.read())
+
+
+def _trim_torn_line(path) -> list[str]:
+  """Drops a torn (unterminated) last line of ``path``; returns the complete lines kept."""
+  if not path.exists():
+    return []
+  with files.io_errors(path):
+    data = path.read_bytes()
+  if not data or data.endswith(b"\n"):
+    return data.decode("utf-8", errors="replace").splitlines(keepends=True)
+  cut = data.rfind(b"\n") + 1
+  warnings.warn(f"{path}: dropping a torn last line ({len(data) - cut} bytes) left by an "
+                "interrupted write", stacklevel=3)
+  if files.is_local(path):
+    with files.io_errors(path), open(os.fspath(path), "r+b") as f:
+      f.truncate(cut)
+  else:
+    files.write_bytes(path, data[:cut])
+  return data[:cut].decode("utf-8", errors="replace").splitlines(keepends=True)
+
+
 def read_metrics(workdir: str | os.PathLike) -> list[dict]:
-  """Reads ``metrics.jsonl`` back, keeping the last record of each step (resumes re-log steps)."""
-  path = os.path.join(str(workdir), METRICS_FILE)
+  """Reads ``metrics.jsonl`` back, keeping the last record of each step (resumes re-log steps).
+
+  Lines that are not valid JSON records (a torn write) are skipped with a warning naming
+  ``file:line``.
+  """
+  path = files.as_path(workdir) / METRICS_FILE
   by_step: dict[int, dict] = {}
-  with open(path, encoding="utf-8") as f:
-    for line in f:
-      if line.strip():
-        rec = json.loads(line)
-        by_step.setdefault(rec["step"], {}).update(rec)
+  with files.io_errors(path):
+    text = path.read_text()
+  for lineno, line in enumerate(text.splitlines(), start=1):
+    if not line.strip():
+      continue
+    try:
+      rec = json.loads(line)
+      step = int(rec["step"])
+    except (ValueError, KeyError, TypeError):
+      warnings.warn(f"{path}:{lineno}: skipping a line that is not a metrics record",
+                    stacklevel=2)
+      continue
+    by_step.setdefault(step, {}).update(rec)
   return [by_step[s] for s in sorted(by_step)]
 
 

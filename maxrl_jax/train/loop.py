@@ -39,7 +39,13 @@ class PreemptionGuard:
   exit. Signal handlers can only be installed from the main thread; elsewhere the guard is inert.
 
   In a multi-process run, :meth:`should_stop` agrees across processes (any process signalled ->
-  all stop at the same boundary), so no process is left waiting in a collective.
+  all stop at the same boundary), so no process is left waiting in a collective. On Cloud TPU it
+  also honours JAX's preemption notice (``multihost_utils.reached_preemption_sync_point``, what
+  orbax's ``reached_preemption`` uses), which fires on every process at the same step.
+
+  One guard per process: the drivers' shared entry point (:mod:`maxrl_jax.train.entry`) enters
+  one and registers it with :func:`install`; every stage of every orchestrator then stops at the
+  first chunk boundary after SIGTERM, and the orchestrators stop after that stage.
   """
 
   def __init__(self, signals: Sequence[int] = (signal.SIGTERM,)):
@@ -58,9 +64,16 @@ class PreemptionGuard:
   def _handler(self, signum, frame) -> None:  # pylint: disable=unused-argument
     self._requested.set()
 
-  def should_stop(self) -> bool:
+  def should_stop(self, step: int | None = None) -> bool:
     """:attr:`requested` in any process (a collective when there are several processes)."""
     flag = self.requested
+    if step is not None and not flag and jax.process_count() > 1:
+      try:  # Cloud TPU maintenance/preemption notice (needs jax.distributed's service).
+        flag = bool(multihost_utils.reached_preemption_sync_point(int(step)))
+      except Exception:  # pylint: disable=broad-except  # No preemption service here.
+        pass
+      if flag:
+        self._requested.set()
     if jax.process_count() > 1:
       flags = multihost_utils.process_allgather(np.asarray(flag, dtype=np.int32))
       flag = bool(np.any(flags))
@@ -76,6 +89,20 @@ class PreemptionGuard:
     for sig, previous in self._previous.items():
       signal.signal(sig, previous)
     self._previous.clear()
+
+
+_INSTALLED: PreemptionGuard | None = None
+
+
+def install(guard: PreemptionGuard | None) -> None:
+  """Registers ``guard`` (already entered) as this process's guard; None unregisters it."""
+  global _INSTALLED
+  _INSTALLED = guard
+
+
+def installed_guard() -> PreemptionGuard | None:
+  """The guard registered by :func:`install` (the entry point's), or None."""
+  return _INSTALLED
 
 
 def chunk_sizes(start_step: int, total_steps: int, chunk_steps: int) -> list[tuple[int, int]]:
@@ -127,6 +154,7 @@ def run_loop(
     guard: PreemptionGuard | None = None,
     log_every: int = 1,
     finite_keys: Sequence[str] = ("loss", "grad_norm"),
+    on_metrics: Callable[[int, int, Mapping[str, np.ndarray]], None] | None = None,
 ) -> tuple[Any, int, str]:
   """Runs ``train_chunk`` from ``start_step`` to ``total_steps``.
 
@@ -148,10 +176,13 @@ def run_loop(
     progress: console progress, updated after each logged chunk.
     on_chunk_end: called with ``(state, step)`` after each chunk (e.g. periodic evaluation).
     meta_fn: ``step -> dict`` of JSON metadata saved with each checkpoint (e.g. data position).
-    guard: a :class:`PreemptionGuard` already entered by the caller; by default one is entered
-      for the duration of the loop.
+    guard: a :class:`PreemptionGuard` already entered by the caller; by default the process's
+      installed guard (:func:`install`), else one entered for the duration of the loop.
     log_every: logging period in steps.
-    finite_keys: metrics that must stay finite.
+    finite_keys: metrics that must stay finite (any shape: a leading step axis, then any).
+    on_metrics: ``(start, n, metrics)`` with every metric of a chunk as host arrays (leading
+      axis ``n``), after the finiteness check and before the checkpoint that covers them; for
+      non-scalar metrics (e.g. per-run curves) that the writer does not log.
 
   Returns:
     ``(state, step, reason)`` with ``reason`` ``"completed"`` or ``"preempted"``.
@@ -170,13 +201,15 @@ def run_loop(
   if not 0 <= start_step:
     raise ConfigError("run_loop.start_step", f"must be >= 0, got {start_step}")
 
+  if guard is None:
+    guard = installed_guard()
   own_guard = guard is None
   if own_guard:
     guard = PreemptionGuard().__enter__()
   try:
     return _run(state, start_step, total_steps, chunk_steps, train_chunk, checkpointer, writer,
                 checkpoint_every, progress, on_chunk_end, meta_fn, guard, log_every,
-                tuple(finite_keys))
+                tuple(finite_keys), on_metrics)
   finally:
     if own_guard:
       guard.__exit__(None, None, None)
@@ -185,7 +218,8 @@ def run_loop(
 
 
 def _run(state, start_step, total_steps, chunk_steps, train_chunk, checkpointer, writer,
-         checkpoint_every, progress, on_chunk_end, meta_fn, guard, log_every, finite_keys):
+         checkpoint_every, progress, on_chunk_end, meta_fn, guard, log_every, finite_keys,
+         on_metrics):
   pending: tuple[int, int, Any] | None = None  # (start, n, device metrics) not yet logged.
 
   def process(item) -> None:
@@ -200,6 +234,8 @@ def _run(state, start_step, total_steps, chunk_steps, train_chunk, checkpointer,
           s = start + i + 1
           if scalars and (s % log_every == 0 or s == total_steps):
             writer.write_scalars(s, {k: v[i] for k, v in scalars.items()})
+    if on_metrics is not None:
+      on_metrics(start, n, metrics)
     if progress is not None:
       last = {k: v[-1] for k, v in metrics.items() if v.shape == (n,) and k in ("loss",)}
       progress.update(start + n, **last)
@@ -213,7 +249,7 @@ def _run(state, start_step, total_steps, chunk_steps, train_chunk, checkpointer,
   reason = COMPLETED
   try:
     for start, n in chunk_sizes(start_step, total_steps, chunk_steps):
-      if guard.should_stop():
+      if guard.should_stop(start):
         reason = PREEMPTED
         break
       state, metrics = train_chunk(state, start, n)
@@ -226,6 +262,8 @@ def _run(state, start_step, total_steps, chunk_steps, train_chunk, checkpointer,
         item, pending = pending, None
         process(item)  # Never save a state whose steps were not all checked finite.
         save(step)
+        if writer is not None:
+          writer.flush()
       if on_chunk_end is not None:
         on_chunk_end(state, step)
     if pending is not None:

@@ -1,0 +1,165 @@
+"""The shared stage lifecycle (maxrl_jax.train.stage), workdir files and lock, on a tiny problem."""
+
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from maxrl_jax.train import checkpoint as checkpoint_lib
+from maxrl_jax.train import files
+from maxrl_jax.train import logs
+from maxrl_jax.train import loop
+from maxrl_jax.train import stage as stage_lib
+from maxrl_jax.train.errors import ConfigError
+
+
+def _chunk(state, start, n):
+  """``x <- x + t + 1`` for updates ``t = start .. start + n - 1``; loss = the new x."""
+  steps = jnp.arange(start, start + n, dtype=jnp.float32)
+  xs = state["x"] + jnp.cumsum(steps + 1.0)
+  return {"x": xs[-1]}, {"loss": xs, "grad_norm": jnp.ones_like(xs)}
+
+
+def _stage(workdir, total=8, lr=0.1, **kw):
+  return stage_lib.Stage(name="toy", workdir=str(workdir), config={"lr": lr, "steps": total},
+                         total_steps=total, chunk_steps=2, checkpoint_every=2,
+                         async_checkpointing=False, **kw)
+
+
+def _run(stage, **kw):
+  return stage_lib.run_stage(stage, init_state=lambda: {"x": jnp.zeros((), jnp.float32)},
+                             train_chunk=_chunk, **kw)
+
+
+def test_complete_stage_is_restored_exactly_and_not_retrained(tmp_path):
+  res = _run(_stage(tmp_path), final_eval=lambda s, t: {"x": float(s["x"])})
+  assert res.complete and res.step == 8 and float(res.state["x"]) == 36.0
+  assert json.loads((tmp_path / "summary.json").read_text())["eval"]["x"] == 36.0
+  calls = []
+  again = stage_lib.run_stage(_stage(tmp_path), init_state=lambda: {"x": jnp.zeros(())},
+                              train_chunk=lambda *a: calls.append(a))
+  assert not calls and float(again.state["x"]) == 36.0 and again.complete
+
+
+def test_preempted_stage_resumes_to_identical_result(tmp_path):
+  guard = loop.PreemptionGuard()
+  stopped = []
+
+  def chunk_end(state, step, writer):
+    if step == 4:
+      guard.request()
+      stopped.append(step)
+
+  res = _run(_stage(tmp_path / "a"), guard=guard, on_chunk_end=chunk_end)
+  assert res.preempted and res.step == 4 and not res.complete
+  assert not (tmp_path / "a" / "summary.json").exists()
+  # The same guard, still requested: the next stage of an orchestrator does not even start.
+  assert _run(_stage(tmp_path / "b"), guard=guard).preempted
+  assert not (tmp_path / "b").exists()
+  resumed = _run(_stage(tmp_path / "a"))
+  fresh = _run(_stage(tmp_path / "c"))
+  assert resumed.complete and float(resumed.state["x"]) == float(fresh.state["x"]) == 36.0
+
+
+def test_changed_config_is_refused_naming_the_field(tmp_path):
+  guard = loop.PreemptionGuard()
+  _run(_stage(tmp_path), guard=guard,
+       on_chunk_end=lambda s, step, w: guard.request() if step == 2 else None)
+  with pytest.raises(ConfigError, match=r"config\.lr: .*0\.1.*0\.2"):
+    _run(_stage(tmp_path, lr=0.2))
+  res = _run(_stage(tmp_path, lr=0.2, allow_config_change=True))
+  assert res.complete
+  # More steps extend a finished stage; fewer are a clear error.
+  assert _run(_stage(tmp_path, total=10, lr=0.2)).step == 10
+  with pytest.raises(ConfigError, match=r"config\.steps: is 4.*step 10"):
+    _run(_stage(tmp_path, total=4, lr=0.2))
+
+
+def test_unreadable_final_checkpoint_of_a_complete_stage_is_an_error(tmp_path):
+  _run(_stage(tmp_path))
+  (tmp_path / "checkpoints" / "8").rename(tmp_path / "elsewhere")
+  with pytest.raises(checkpoint_lib.CheckpointError, match="step 8"):
+    _run(_stage(tmp_path))
+
+
+def test_bit_flipped_checkpoint_falls_back(tmp_path):
+  guard = loop.PreemptionGuard()
+  _run(_stage(tmp_path, total=8), guard=guard,
+       on_chunk_end=lambda s, step, w: guard.request() if step == 4 else None)
+  # Flip 4 bytes in the middle of every data file of the newest checkpoint.
+  flipped = 0
+  for root, _, names in os.walk(tmp_path / "checkpoints" / "4" / "state"):
+    for name in names:
+      path = os.path.join(root, name)
+      data = bytearray(open(path, "rb").read())
+      if len(data) >= 16 and "ocdbt" not in name and not name.endswith(("json", "_METADATA")):
+        i = len(data) // 2
+        data[i:i + 4] = bytes(b ^ 0xFF for b in data[i:i + 4])
+        open(path, "wb").write(bytes(data))
+        flipped += 1
+  assert flipped
+  with pytest.warns(UserWarning, match="step 4"):
+    res = _run(_stage(tmp_path, total=8))
+  assert res.complete and float(res.state["x"]) == 36.0
+
+
+def test_digest_detects_changed_bytes():
+  a = {"w": jnp.arange(4.0), "k": jax.random.key(0)}
+  b = {"w": jnp.arange(4.0).at[2].set(9.0), "k": jax.random.key(0)}
+  assert checkpoint_lib.state_digest(a) == checkpoint_lib.state_digest(
+      {"w": jnp.arange(4.0), "k": jax.random.key(0)})
+  assert checkpoint_lib.state_digest(a) != checkpoint_lib.state_digest(b)
+
+
+def test_torn_metrics_line_is_trimmed_and_bad_lines_skipped(tmp_path):
+  with logs.MetricWriter(tmp_path, enabled=True, tensorboard=False) as w:
+    w.write_scalars(1, {"loss": 1.0})
+    w.write_scalars(2, {"loss": 2.0})
+  path = tmp_path / logs.METRICS_FILE
+  with open(path, "a") as f:
+    f.write('{"step": 3, "lo')  # killed mid-write
+  with pytest.warns(UserWarning, match="torn"):
+    with logs.MetricWriter(tmp_path, enabled=True, tensorboard=False) as w:
+      w.write_scalars(3, {"loss": 3.0})
+  assert [r["loss"] for r in logs.read_metrics(tmp_path)] == [1.0, 2.0, 3.0]
+  with open(path, "a") as f:
+    f.write("garbage\n")
+  with pytest.warns(UserWarning, match=r"metrics.jsonl:4"):
+    assert len(logs.read_metrics(tmp_path)) == 3
+
+
+def test_workdir_lock_refuses_a_live_holder_and_takes_over_a_dead_one(tmp_path):
+  proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+  try:
+    files.write_json(tmp_path / files.LOCK_FILE,
+                     {"host": __import__("socket").gethostname(), "pid": proc.pid,
+                      "since_unix": 0})
+    with pytest.raises(files.WorkdirBusyError, match=f"pid {proc.pid}"):
+      files.WorkdirLock(tmp_path).acquire()
+  finally:
+    proc.kill()
+    proc.wait()
+  with files.WorkdirLock(tmp_path):  # the holder is dead: taken over
+    assert json.loads((tmp_path / files.LOCK_FILE).read_text())["pid"] == os.getpid()
+  assert not (tmp_path / files.LOCK_FILE).exists()
+
+
+def test_config_diff_flattens_and_ignores():
+  a = {"rl": {"lr": 1e-4, "eval_every": 10}, "ks": (1, 2)}
+  b = {"rl": {"lr": 1e-4, "eval_every": 20}, "ks": [1, 2]}
+  assert stage_lib.config_diff(a, b) == [("rl.eval_every", 10, 20)]
+  assert stage_lib.config_diff(a, b, ignore=("rl.eval_every",)) == []
+  assert stage_lib.config_diff(a, {"rl": {"lr": 1e-4}, "ks": [1, 2]}) == [
+      ("rl.eval_every", 10, "<absent>")]
+
+
+def test_io_error_names_the_path(tmp_path):
+  target = tmp_path / "file"
+  target.write_text("x")
+  with pytest.raises(files.WorkdirIOError, match=str(target)):
+    files.write_json(target / "below" / "summary.json", {})  # a file is not a directory
