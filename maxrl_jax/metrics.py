@@ -1,20 +1,28 @@
-r"""pass@k: the unbiased estimator from samples and the analytic value from a pass rate.
+r"""pass@k (unbiased and bootstrap "best@k"), the analytic value from a pass rate, and CIs.
 
 * :func:`pass_at_k` (host NumPy, float64): Chen et al. (2021)'s unbiased estimator from ``c``
-  successes among ``n`` samples, ``1 - C(n-c, k)/C(n, k)``.
+  successes among ``n`` samples, ``1 - C(n-c, k)/C(n, k)`` -- the estimator the paper names
+  (appendix G).
+* :func:`best_at_k` (host NumPy, float64): the bootstrap "best@k" that the authors' evaluation
+  code actually reports for the maze curves (Figures 3, 17, 18), in closed form
+  ``1 - (1 - c/n)^k``. It is biased low for large ``k``; report both.
 * :func:`pass_at_k_from_p` / :func:`pass_at_k_from_logp` (NumPy or JAX, jit-able): the exact
   ``1 - (1-p)^k`` for a known pass rate (e.g. the softmax probability of the true label).
+* :func:`bootstrap_ci` (host NumPy): percentile bootstrap confidence interval of a mean over
+  items (e.g. the test mazes).
+
+Only jax, numpy and the standard library are imported.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Tuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["pass_at_k", "pass_at_k_from_logp", "pass_at_k_from_p"]
+__all__ = ["best_at_k", "bootstrap_ci", "pass_at_k", "pass_at_k_from_logp", "pass_at_k_from_p"]
 
 
 def pass_at_k(n: Any, c: Any, k: Any) -> np.ndarray:
@@ -99,3 +107,117 @@ def pass_at_k_from_logp(log_p: Any, k: Any) -> Any:
                         xp.log(-xp.expm1(xp.where(near_one, log_p, -1.0))),
                         xp.log1p(-xp.exp(xp.where(near_one, -1.0, log_p))))
     return -xp.expm1(k * log_fail)
+
+
+def best_at_k(n: Any, c: Any, k: Any) -> np.ndarray:
+  r"""The authors' bootstrap "best@k" for binary rewards, in closed form, vectorised.
+
+  What the authors' evaluation code computes (``bootstrap_metric`` / ``process_validation_metrics``
+  in their ``verl/trainer/ppo/metric_utils.py``, reported as ``best@k/mean`` and plotted as
+  pass@k in the paper's maze figures): for each problem, draw ``k`` of its ``n`` sampled rewards
+  uniformly WITH replacement, take the maximum, repeat for 1,000 bootstrap draws and average;
+  then average over problems. With ``c`` successes among ``n`` binary rewards a draw's maximum is
+  1 unless all ``k`` picks are failures, so the bootstrap average converges to
+
+  .. math::  \mathrm{best@k} = 1 - \Big(1 - \frac{c}{n}\Big)^{k}
+             = -\mathrm{expm1}\big(k \,\mathrm{log1p}(-c/n)\big),
+
+  i.e. the analytic pass@k (:func:`pass_at_k_from_p`) of the empirical pass rate ``c/n``. This
+  function returns that expectation (no Monte Carlo noise; the authors' 1,000 draws add a
+  per-problem standard error ``sqrt(b(1-b)/1000)``, and their seed is reset for every problem,
+  so all problems with the same ``n`` reuse the same index draws).
+
+  Difference from the unbiased :func:`pass_at_k` ``1 - C(n-c, k)/C(n, k)`` (sampling WITHOUT
+  replacement): best@k is a biased estimate of pass@k. As ``t -> 1 - (1-t)^k`` is concave,
+  Jensen's inequality gives ``E[best@k] <= 1 - (1-p)^k`` over ``c ~ Binomial(n, p)``; the gap
+  grows with ``k/n``. At ``k = n`` the unbiased estimate is 1 as soon as ``c >= 1`` while
+  best@k is ``1 - (1 - c/n)^n``: one success in 2,048 samples gives
+  ``best@2048 = 1 - (2047/2048)^2048 = 0.632`` against ``pass@2048 = 1``. At ``k = 1`` both are
+  ``c/n``. For ``k << n`` they agree to ``O(k/n)``.
+
+  Args:
+    n: samples per problem (int array-like, ``n >= 1``).
+    c: successes among them (``0 <= c <= n``).
+    k: draws per bootstrap subset (``k >= 1``; the authors use ``k <= n``, but drawing with
+      replacement makes any ``k`` well defined).
+
+  Returns:
+    float64 array of the broadcast shape of ``n, c, k``; exactly 0 for ``c = 0`` and exactly 1 for
+    ``c = n``.
+
+  Raises:
+    ValueError: non-integer counts or ``c``/``k`` out of range (the message starts with the
+      argument's name).
+  """
+  n, c, k = (np.asarray(v) for v in (n, c, k))
+  for name, v in (("n", n), ("c", c), ("k", k)):
+    if not (np.issubdtype(v.dtype, np.integer) or np.all(np.mod(v, 1) == 0)):
+      raise ValueError(f"{name}: must hold integers")
+  n, c, k = np.broadcast_arrays(*(v.astype(np.float64) for v in (n, c, k)))
+  if np.any(n < 1):
+    raise ValueError("n: need n >= 1")
+  if np.any(c < 0) or np.any(c > n):
+    raise ValueError("c: need 0 <= c <= n")
+  if np.any(k < 1):
+    raise ValueError("k: need k >= 1")
+  with np.errstate(divide="ignore"):
+    out = -np.expm1(k * np.log1p(-c / n))
+  return out + 0.0  # no -0.0 at c = 0
+
+
+def bootstrap_ci(per_item_values: Any, *, num_resamples: int = 10_000, confidence: float = 0.95,
+                 seed: int = 0) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+  r"""Percentile bootstrap confidence interval of the mean over items (e.g. the 256 test mazes).
+
+  With ``x_1..x_m`` the per-item values (the last axis), each resample ``r`` draws ``m`` items
+  uniformly with replacement; equivalently it draws multiplicities
+  ``w^{(r)} ~ Multinomial(m; 1/m, ..., 1/m)``, and its mean is
+
+  .. math::  \bar x^{(r)} = \bar x + \frac{1}{m}\sum_i w_i^{(r)} (x_i - \bar x).
+
+  The interval is ``[q_{(1-a)/2}, q_{(1+a)/2}]`` of the ``R`` resampled means (``a`` the
+  confidence, quantiles by linear interpolation): the percentile bootstrap (Efron & Tibshirani,
+  1993, ch. 13). It quantifies the spread due to WHICH items were evaluated (and their per-item
+  noise), e.g. the uncertainty of a pass@k averaged over test mazes.
+
+  Vectorised: leading axes are independent series (e.g. one per k or per run); every series is
+  resampled with the same multiplicities ``w^{(r)}`` (a paired bootstrap, so differences between
+  series of the same items can also be bootstrapped by passing the difference). Deterministic
+  given ``seed`` (NumPy's PCG64 ``default_rng``). A constant series gives ``low = mean = high``.
+
+  Args:
+    per_item_values: real array ``[..., m]`` with ``m >= 1``, finite.
+    num_resamples: number of bootstrap resamples ``R >= 1``.
+    confidence: in ``(0, 1)``.
+    seed: seed of the resampling.
+
+  Returns:
+    ``(mean, low, high)``, float64 arrays of shape ``per_item_values.shape[:-1]`` (0-d for a 1-d
+    input); ``mean`` is the plain mean over items.
+
+  Raises:
+    ValueError: empty item axis, non-finite values, or invalid ``num_resamples``/``confidence``.
+  """
+  x = np.asarray(per_item_values, dtype=np.float64)
+  if x.ndim == 0 or x.shape[-1] < 1:
+    raise ValueError("per_item_values: need an item axis (the last) of length >= 1")
+  if not np.all(np.isfinite(x)):
+    raise ValueError("per_item_values: must be finite")
+  if int(num_resamples) != num_resamples or num_resamples < 1:
+    raise ValueError("num_resamples: need an integer >= 1")
+  if not 0.0 < confidence < 1.0:
+    raise ValueError("confidence: need 0 < confidence < 1")
+  m = x.shape[-1]
+  mean = np.mean(x, axis=-1)
+  dev = (x - mean[..., None]).reshape(-1, m)  # [S, m]
+  rng = np.random.default_rng(seed)
+  means = np.empty((dev.shape[0], int(num_resamples)))
+  chunk = max(1, (1 << 22) // m)
+  for start in range(0, int(num_resamples), chunk):
+    r = min(chunk, int(num_resamples) - start)
+    w = rng.multinomial(m, np.full(m, 1.0 / m), size=r).astype(np.float64)  # [r, m]
+    means[:, start:start + r] = dev @ w.T / m
+  a = (1.0 - confidence) / 2.0
+  low, high = np.quantile(means, [a, 1.0 - a], axis=-1)
+  shape = x.shape[:-1]
+  return mean, mean + low.reshape(shape), mean + high.reshape(shape)
