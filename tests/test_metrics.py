@@ -1,4 +1,4 @@
-"""Tests for maxrl_jax.metrics: unbiased pass@k, bootstrap best@k, analytic pass@k, bootstrap CIs."""
+"""Tests for maxrl_jax.metrics: pass@k (unbiased, bootstrap best@k, analytic) and bootstrap CIs."""
 
 from fractions import Fraction
 import math
