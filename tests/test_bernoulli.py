@@ -14,6 +14,8 @@ import pytest
 from experiments.bernoulli import analysis
 from experiments.bernoulli import config as config_lib
 from experiments.bernoulli import exact
+from experiments.bernoulli import grid as grid_lib
+from experiments.bernoulli import summary as summary_lib
 from experiments.bernoulli import train
 from maxrl_jax import metrics as metrics_lib
 from maxrl_jax import theory
@@ -44,7 +46,7 @@ def test_sampled_gradient_mean_converges_to_exact_gradient(policy):
                     **{"sampled.num_rollouts": (1, 2, 5), "figures.num_rollouts": 2,
                        "sampled.estimators": _TEST_ESTIMATORS,
                        "exact.estimators": _TEST_ESTIMATORS})
-  grid = train.make_grids(c)[policy]
+  grid = grid_lib.make_grids(c)[policy]
   params = grid.policy.init()
   logits = grid.policy.logits(params)
   tables = grid.tables()
@@ -160,14 +162,14 @@ def test_larger_truncation_never_lowers_final_mean_log_p_tabular():
   # Per prompt too: every prompt's final pass rate is non-decreasing in T.
   logits = np.asarray(out["state"]["tabular"]["exact_truncated"]["params"]["logits"])
   assert np.all(np.diff(logits, axis=0) >= -1e-5)
-  summary = train.summarize(c, out["grids"], out["curves"])
+  summary = summary_lib.summarize(c, out["grids"], out["curves"])
   assert summary["policies"]["tabular"]["checks"]["exact_truncated_monotone_in_T"]
 
 
 def test_metrics_match_reference_pass_at_k():
   logits = jnp.asarray([-9.0, -3.0, 0.5, 2.0])
   hard = jnp.asarray([True, False, False, False])
-  vec = np.asarray(train.policy_metrics(logits, hard, (1, 8, 64)))
+  vec = np.asarray(grid_lib.policy_metrics(logits, hard, (1, 8, 64)))
   p = np.asarray(jax.nn.sigmoid(logits), np.float64)
   np.testing.assert_allclose(vec[0], np.mean(np.log(p)), rtol=1e-5)
   np.testing.assert_allclose(vec[1], np.mean(p), rtol=1e-5)
@@ -189,10 +191,10 @@ def test_config_errors_name_the_field():
   for key, value, field in bad:
     c = _small_config(**{key: value})
     with pytest.raises(ConfigError) as err:
-      train.validate_config(c)
+      grid_lib.validate_config(c)
     assert err.value.field == field, (key, err.value)
   for preset in ("smoke", "cpu", "paper"):
-    train.validate_config(config_lib.get_config(preset))
+    grid_lib.validate_config(config_lib.get_config(preset))
 
 
 def test_smoke_preset_end_to_end(tmp_path):
@@ -229,17 +231,17 @@ def test_chunk_function_compiles_once():
                     **{"sampled.num_rollouts": (2,), "figures.num_rollouts": 2,
                        "sampled.estimators": ("maxrl", "grpo"), "exact.estimators": ("maxrl",),
                        "exact.truncations": (1, math.inf)})
-  grid = train.make_grids(c)["tabular"]
-  chunk = grid.make_chunk_fn()
-  state = grid.init_state()
+  pg = grid_lib.make_grids(c)["tabular"]
+  chunk = pg.make_chunk_fn()
+  state = pg.init_state()
   for start in (0, 10, 20):
     state, mets = chunk(state, jnp.asarray(start, jnp.int32))
   assert chunk._cache_size() == 1  # pylint: disable=protected-access
-  assert mets["sampled/n2"].shape == (10, 2, c.sampled.num_seeds, len(train.metric_names(c)))
+  assert mets["sampled/n2"].shape == (10, 2, c.sampled.num_seeds, len(grid_lib.metric_names(c)))
 
 
 def test_resume_from_checkpoint_is_exact(tmp_path):
-  """Losing the last checkpoint and rerunning resumes at the previous one, bit-identically."""
+  """A run killed after its step-10 checkpoint resumes there and ends bit-identically."""
   import shutil  # pylint: disable=g-import-not-at-top
   c = _small_config(num_prompts=8, num_steps=20, chunk_steps=10, checkpoint_every=10,
                     policies=("tabular",),
@@ -250,6 +252,7 @@ def test_resume_from_checkpoint_is_exact(tmp_path):
   workdir = str(tmp_path / "run")
   train.train(c, workdir, progress=False)
   shutil.rmtree(os.path.join(workdir, "checkpoints", "20"))
+  os.remove(os.path.join(workdir, "summary.json"))
   resumed = train.train(c, workdir, progress=False)["curves"]["tabular"]
   for key, value in reference.items():
     np.testing.assert_array_equal(resumed[key], value, err_msg=key)

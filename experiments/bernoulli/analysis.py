@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments.bernoulli import exact
+from experiments.bernoulli.grid import compiler_options, estimator_options
 from experiments.bernoulli import policies
 from maxrl_jax import estimators
 
@@ -33,7 +34,6 @@ def sampled_logit_coefficient(rewards: jax.Array, p: jax.Array, method: str,
 
 def analyze(config) -> dict[str, np.ndarray]:
   """Exact and Monte Carlo estimator statistics (float32/64 numpy arrays, see module doc)."""
-  from experiments.bernoulli.train import compiler_options, estimator_options  # pylint: disable=g-import-not-at-top
   names = tuple(config.sampled.estimators)
   ns = tuple(config.sampled.num_rollouts)
   opts = {m: estimator_options(config, m) for m in names}

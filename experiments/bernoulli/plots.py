@@ -12,6 +12,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  pylint: disable=g-import-not-at-top
 import numpy as np  # noqa: E402
 
+from experiments.bernoulli.grid import metric_names  # noqa: E402
+from maxrl_jax.train import files  # noqa: E402
+
 _LABELS = {"mean_log_p": "mean log p (ML objective)", "mean_p": "mean p (RL objective)",
            "frac_p_gt_half": "fraction of prompts with p > 0.5",
            "hardest_decile_log_p": "hardest decile: mean log p"}
@@ -22,7 +25,6 @@ def _color(i: int):
 
 
 def _names(config):
-  from experiments.bernoulli.train import metric_names  # pylint: disable=g-import-not-at-top
   return metric_names(config)
 
 
@@ -60,7 +62,7 @@ def training_curves(config, grid, curves: Mapping[str, np.ndarray], policy: str,
   fig.suptitle(f"{policy} policy, {config.num_prompts} prompts, initial p in "
                f"[{config.initial_pass_rate_min:g}, {config.initial_pass_rate_max:g}]")
   fig.tight_layout()
-  fig.savefig(path, dpi=110)
+  files.savefig(fig, path, dpi=110)
   plt.close(fig)
   return path
 
@@ -100,7 +102,7 @@ def final_vs_n(config, grid, curves: Mapping[str, np.ndarray], policy: str, path
   fig.suptitle(f"{policy} policy after {config.num_steps} steps "
                "(solid: sampled, mean over seeds; dashed: exact expected gradient)", fontsize=10)
   fig.tight_layout()
-  fig.savefig(path, dpi=110)
+  files.savefig(fig, path, dpi=110)
   plt.close(fig)
   return path
 
@@ -143,7 +145,7 @@ def weights(config, analysis: Mapping[str, np.ndarray], path: str) -> str:
                 "draws; zeros not shown)", fontsize=9)
   ax2.grid(alpha=0.3, which="both")
   fig.tight_layout()
-  fig.savefig(path, dpi=110)
+  files.savefig(fig, path, dpi=110)
   plt.close(fig)
   return path
 
@@ -176,14 +178,13 @@ def variance(config, analysis: Mapping[str, np.ndarray], path: str) -> str:
   ax2.set_title("signal-to-noise of the mean-objective gradient", fontsize=9)
   ax1.legend(fontsize=7)
   fig.tight_layout()
-  fig.savefig(path, dpi=110)
+  files.savefig(fig, path, dpi=110)
   plt.close(fig)
   return path
 
 
 def make_all(config, grids: Mapping[str, Any], curves, analysis, fig_dir: str) -> list[str]:
   """Writes every figure into ``fig_dir``; returns the paths (relative to the workdir)."""
-  os.makedirs(fig_dir, exist_ok=True)
   paths = []
   for policy, grid in grids.items():
     paths.append(training_curves(config, grid, curves[policy], policy,

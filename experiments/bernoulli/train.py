@@ -1,578 +1,154 @@
-r"""Training grid of the toy Bernoulli policy: every estimator at every N, and the exact truth.
+"""The Bernoulli driver: the whole grid (:mod:`experiments.bernoulli.grid`) as one stage of the
+shared lifecycle (:func:`maxrl_jax.train.stage.run_stage`), then the analysis, figures and summary.
 
-For each policy (``tabular``, ``logistic``; see :mod:`experiments.bernoulli.policies`) three
-families of runs train from the same initial pass rates on the objective ``E_x[.]`` over the
-``M`` prompts:
+The stage's checkpointed state is ``{"state": per-policy parameters and optimiser states,
+"curves": every metric of every run at every step so far}``; the curves are host arrays filled by
+the loop's ``on_metrics`` hook, so a preempted run resumes with its history and ends with exactly
+the curves of an uninterrupted one. Checkpoints are saved synchronously (the curves are mutated in
+place between chunks).
 
-* ``sampled``: estimator ``e`` at group size ``N`` with seed ``s``. Each step draws per-rollout
-  rewards ``r ~ Bernoulli(p)``, shape ``[M, N]``, computes ``A = advantages(r, e)``
-  (:func:`maxrl_jax.estimators.advantages`, the kernel the real drivers use) and descends the
-  surrogate ``-mean_{x,i} sg(A_i) log pi(r_i|x)``, whose gradient is the estimator ``g``.
-* ``exact_estimator``: the same ``(e, N)`` with its exact expected gradient
-  ``E[g] = w_N(p) grad p`` (the finite-N weight, :mod:`experiments.bernoulli.exact`).
-* ``exact_truncated``: exact gradient of ``J^(T)``, ``w_T(p) grad p``; ``T = 1`` is RL and
-  ``T = inf`` is exact maximum likelihood.
-
-Compilation. ``N`` fixes array shapes, so the grid is grouped by ``N``: for each ``N`` one
-``vmap`` over (estimator, seed) of the sampled update, and one ``vmap`` over estimators of the
-exact update; one more ``vmap`` over ``T``. All groups of a policy are advanced together by one
-jitted function that runs ``chunk_steps`` steps under ``lax.scan``; there is no rollout padding,
-so ``K`` and ``N`` are exactly those of the group. The sampled runs of one ``(N, seed)`` share
-their uniform draws across estimators (common random numbers), and seed ``s`` at step ``t``
-uses ``fold_in(fold_in(fold_in(key, N), s), t)``, so a resumed run is bit-identical.
-
-Metrics (per run, after every step): mean log p (the ML objective), mean p, pass@k, the fraction
-of prompts with ``p > 0.5`` and the mean log p of the hardest decile (the prompts with the lowest
-initial pass rate).
+Workdir: ``config.json``, ``metrics.jsonl`` + ``tb/`` (seed means of every run, one line per
+chunk), ``checkpoints/``, ``curves.npz``, ``analysis.npz``, ``figures/*.png``, ``summary.json``.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import functools
-import json
-import math
-import os
+import io
 import time
-from typing import Any, Mapping
+from typing import Any
 
-import chex
-import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
-import optax
 
 from experiments.bernoulli import analysis as analysis_lib
-from experiments.bernoulli import exact
+from experiments.bernoulli import grid as grid_lib
 from experiments.bernoulli import plots
-from experiments.bernoulli import policies
-from maxrl_jax import estimators
-from maxrl_jax.train import checkpoint as checkpoint_lib
+from experiments.bernoulli import summary as summary_lib
+from maxrl_jax.train import files
 from maxrl_jax.train import logs
+from maxrl_jax.train import loop
 from maxrl_jax.train import mesh as mesh_lib
-from maxrl_jax.train.errors import NonFiniteError, require
+from maxrl_jax.train import stage as stage_lib
 
-SUMMARY_FILE = "summary.json"
 CURVES_FILE = "curves.npz"
 ANALYSIS_FILE = "analysis.npz"
+# Fields that do not change the trained curves; they may differ when a workdir is resumed.
+RESUME_IGNORE = ("analysis", "figures", "fast_cpu_compile", "checkpoint_every", "preset")
 
 
-# ----------------------------------------------------------------------------- configuration
-
-
-def metric_names(config) -> tuple[str, ...]:
-  """Names of the per-run metrics, in the order of the metric axis."""
-  return (("mean_log_p", "mean_p") + tuple(f"pass@{k}" for k in config.metrics.pass_at_k)
-          + ("frac_p_gt_half", "hardest_decile_log_p"))
-
-
-def validate_config(config) -> None:
-  """Raises ConfigError naming the first invalid field (before anything is compiled)."""
-  require(config.num_prompts >= 2, "config.num_prompts", f"must be >= 2, got {config.num_prompts}")
-  require(0.0 < config.initial_pass_rate_min <= config.initial_pass_rate_max < 1.0,
-          "config.initial_pass_rate_min",
-          "need 0 < initial_pass_rate_min <= initial_pass_rate_max < 1, got "
-          f"{config.initial_pass_rate_min}, {config.initial_pass_rate_max}")
-  require(0.0 < config.hardest_fraction <= 1.0, "config.hardest_fraction",
-          f"must be in (0, 1], got {config.hardest_fraction}")
-  require(len(config.policies) >= 1 and set(config.policies) <= {"tabular", "logistic"},
-          "config.policies", f"must be a non-empty subset of (tabular, logistic), "
-          f"got {tuple(config.policies)}")
-  for name in config.policies:
-    pc = config[name]
-    require(hasattr(optax, pc.optimizer) and callable(getattr(optax, pc.optimizer)),
-            f"config.{name}.optimizer", f"not an optax optimiser: {pc.optimizer!r}")
-    require(pc.learning_rate > 0, f"config.{name}.learning_rate",
-            f"must be > 0, got {pc.learning_rate}")
-  require(config.logistic.num_features >= 1, "config.logistic.num_features",
-          f"must be >= 1, got {config.logistic.num_features}")
-  require(config.num_steps >= 1, "config.num_steps", f"must be >= 1, got {config.num_steps}")
-  require(config.chunk_steps >= 1 and config.num_steps % config.chunk_steps == 0,
-          "config.chunk_steps",
-          f"must be >= 1 and divide num_steps={config.num_steps}, got {config.chunk_steps}")
-  require(config.checkpoint_every >= 0 and config.checkpoint_every % config.chunk_steps == 0,
-          "config.checkpoint_every",
-          f"must be 0 or a multiple of chunk_steps={config.chunk_steps}, "
-          f"got {config.checkpoint_every}")
-  ns = tuple(config.sampled.num_rollouts)
-  require(len(ns) >= 1 and all(isinstance(n, int) and n >= 1 for n in ns)
-          and len(set(ns)) == len(ns), "config.sampled.num_rollouts",
-          f"must be distinct ints >= 1, got {ns}")
-  require(config.sampled.num_seeds >= 1, "config.sampled.num_seeds",
-          f"must be >= 1, got {config.sampled.num_seeds}")
-  for field in ("sampled", "exact"):
-    names = tuple(config[field].estimators)
-    require(len(set(names)) == len(names), f"config.{field}.estimators",
-            f"must be distinct names (may be empty), got {names}")
-    for name in names:
-      require(name in estimators.METHODS, f"config.{field}.estimators",
-              f"unknown estimator {name!r}; expected names from {estimators.METHODS}")
-      for n in ns:  # Validates the options (e.g. maxrl_truncated's truncation <= N).
-        try:
-          estimators.coefficient_table(name, n, **estimator_options(config, name))
-        except ValueError as err:
-          require(False, f"config.sampled.options.{name}", f"{err} (at N = {n})")
-  ts = tuple(config.exact.truncations)
-  require(all(t == math.inf or (float(t) == int(t) and t >= 1) for t in ts),
-          "config.exact.truncations", f"must be ints >= 1 or inf, got {ts}")
-  ks = tuple(config.metrics.pass_at_k)
-  require(len(ks) >= 1 and all(isinstance(k, int) and k >= 1 for k in ks),
-          "config.metrics.pass_at_k", f"must be ints >= 1, got {ks}")
-  require(config.figures.num_rollouts in ns, "config.figures.num_rollouts",
-          f"must be one of config.sampled.num_rollouts={ns}, got {config.figures.num_rollouts}")
-  require(config.analysis.num_repeats >= 2, "config.analysis.num_repeats",
-          f"must be >= 2, got {config.analysis.num_repeats}")
-  require(config.analysis.weight_num_rollouts >= 1, "config.analysis.weight_num_rollouts",
-          f"must be >= 1, got {config.analysis.weight_num_rollouts}")
-
-
-def estimator_options(config, name: str) -> dict[str, Any]:
-  """Options of estimator ``name`` from ``config.sampled.options`` (empty if none)."""
-  opts = config.sampled.options
-  if name in opts:
-    value = opts[name]
-    return dict(value.to_dict() if isinstance(value, ml_collections.ConfigDict) else value)
-  return {}
-
-
-def make_optimizer(config, policy_name: str) -> optax.GradientTransformation:
-  """The optax optimiser of a policy. Tabular learning rates are per prompt (times M)."""
-  pc = config[policy_name]
-  lr = pc.learning_rate * (config.num_prompts if policy_name == "tabular" else 1)
-  kwargs = pc.optimizer_kwargs.to_dict() if pc.optimizer_kwargs is not None else {}
-  return getattr(optax, pc.optimizer)(learning_rate=lr, **kwargs)
-
-
-def compiler_options(config) -> dict[str, Any] | None:
-  """XLA options for the grid's jitted functions (see ``config.fast_cpu_compile``)."""
-  if config.fast_cpu_compile and jax.default_backend() == "cpu":
-    return {"xla_backend_optimization_level": 0}
-  return None
-
-
-def truncation_label(t) -> str:
-  return "ml" if t == math.inf else f"T{int(t)}"
-
-
-# ----------------------------------------------------------------------------- metrics
-
-
-def hardest_mask(config) -> np.ndarray:
-  """Boolean ``[M]``: the ``hardest_fraction`` prompts with the lowest initial pass rate."""
-  count = max(1, int(round(config.hardest_fraction * config.num_prompts)))
-  mask = np.zeros((config.num_prompts,), bool)
-  mask[:count] = True  # initial pass rates are ascending
-  return mask
-
-
-def policy_metrics(logits: jax.Array, hard: jax.Array, ks: tuple[int, ...]) -> jax.Array:
-  """Metric vector (see :func:`metric_names`) of one policy from its ``[M]`` logits."""
-  log_p = jax.nn.log_sigmoid(logits)
-  log_q = jax.nn.log_sigmoid(-logits)
-  vals = [jnp.mean(log_p), jnp.mean(jnp.exp(log_p))]
-  vals += [jnp.mean(-jnp.expm1(k * log_q)) for k in ks]  # pass@k = 1 - (1-p)^k
-  vals += [jnp.mean((logits > 0).astype(jnp.float32)),
-           jnp.sum(jnp.where(hard, log_p, 0.0)) / jnp.sum(hard)]
-  return jnp.stack(vals)
-
-
-# ----------------------------------------------------------------------------- the grid
-
-
-@dataclasses.dataclass(frozen=True, eq=False)
-class PolicyGrid:
-  """All runs of one policy and the jitted function advancing them ``chunk_steps`` steps."""
-
-  config: ml_collections.ConfigDict
-  policy: Any
-  optimizer: optax.GradientTransformation
-  key: jax.Array
-
-  @property
-  def ns(self) -> tuple[int, ...]:
-    return tuple(self.config.sampled.num_rollouts)
-
-  @property
-  def sampled_estimators(self) -> tuple[str, ...]:
-    return tuple(self.config.sampled.estimators)
-
-  @property
-  def exact_estimators(self) -> tuple[str, ...]:
-    return tuple(self.config.exact.estimators)
-
-  @property
-  def truncations(self) -> tuple[float, ...]:
-    return tuple(float(t) for t in self.config.exact.truncations)
-
-  # -- state
-
-  def _stacked(self, shape: tuple[int, ...]):
-    params = self.policy.init()
-    opt = self.optimizer.init(params)
-    tile = lambda x: jnp.broadcast_to(x, shape + jnp.shape(x))
-    return {"params": jax.tree.map(tile, params), "opt": jax.tree.map(tile, opt)}
-
-  def init_state(self) -> dict:
-    """Initial parameters and optimiser states of every run (all start equal)."""
-    e, s = len(self.sampled_estimators), self.config.sampled.num_seeds
-    return {
-        "sampled": {f"n{n}": self._stacked((e, s)) for n in self.ns if e},
-        "exact_estimator": {f"n{n}": self._stacked((len(self.exact_estimators),))
-                            for n in self.ns if self.exact_estimators},
-        "exact_truncated": self._stacked((len(self.truncations),)),
-    }
-
-  def tables(self) -> dict[str, dict[str, jax.Array]]:
-    """Exact coefficient tables per N, stacked over the exact estimators."""
-    out = {}
-    for n in self.ns if self.exact_estimators else ():
-      tabs = [exact.estimator_table(m, n, options=estimator_options(self.config, m))
-              for m in self.exact_estimators]
-      out[f"n{n}"] = exact.stack_tables(tabs).device()
-    return out
-
-  def empty_curves(self) -> dict[str, np.ndarray]:
-    """Host arrays ``[num_steps + 1, runs..., metrics]`` (NaN until filled); row 0 = init."""
-    t, nm = self.config.num_steps + 1, len(metric_names(self.config))
-    e, s = len(self.sampled_estimators), self.config.sampled.num_seeds
-    curves = {}
-    for n in self.ns:
-      if e:
-        curves[f"sampled/n{n}"] = np.full((t, e, s, nm), np.nan, np.float32)
-      if self.exact_estimators:
-        curves[f"exact_estimator/n{n}"] = np.full((t, len(self.exact_estimators), nm), np.nan,
-                                                  np.float32)
-    curves["exact_truncated"] = np.full((t, len(self.truncations), nm), np.nan, np.float32)
-    return curves
-
-  # -- one step
-
-  def _update(self, params, opt, loss_fn, *args):
-    loss, grads = jax.value_and_grad(loss_fn)(params, *args)
-    updates, opt = self.optimizer.update(grads, opt, params)
-    return optax.apply_updates(params, updates), opt, loss
-
-  def sampled_loss(self, params, rewards: jax.Array, advantages: jax.Array) -> jax.Array:
-    """Surrogate whose gradient is minus the sampled estimator, mean over prompts."""
-    logp = policies.rollout_log_probs(self.policy.logits(params), rewards)
-    return estimators.surrogate_loss_from_logprobs(logp, advantages)
-
-  def exact_loss(self, params, coefficient: jax.Array) -> jax.Array:
-    """``-mean_x sg(c(x)) l(x)``: its gradient is minus the exact gradient ``E_x[c grad l]``."""
-    return -jnp.mean(jax.lax.stop_gradient(coefficient) * self.policy.logits(params))
-
-  def sample_rewards(self, keys: jax.Array, logits: jax.Array, n: int) -> jax.Array:
-    """Rewards ``1[u < p]``, ``[E, S, M, n]``, for logits ``[E, S, M]`` and keys ``[S]``.
-
-    Common random numbers: seed ``s`` draws one ``u ~ U[0, 1)^(M x n)`` shared by all
-    estimators (float32 uniforms resolve pass rates down to ~1e-7).
-    """
-    chex.assert_rank(logits, 3)
-    chex.assert_shape(keys, (logits.shape[1],))
-    u = jax.vmap(lambda k: jax.random.uniform(k, (logits.shape[-1], n)))(keys)  # [S, M, n]
-    return (u[None] < jax.nn.sigmoid(logits)[..., None]).astype(jnp.float32)
-
-  def sampled_advantages(self, rewards: jax.Array) -> jax.Array:
-    """``[E, ..., M, N]`` advantages: estimator ``e`` applied to ``rewards[e]``."""
-    return jnp.stack([
-        estimators.advantages(rewards[i], m, **estimator_options(self.config, m))
-        for i, m in enumerate(self.sampled_estimators)])
-
-  def step(self, state: dict, step: jax.Array, tables: dict, keys: dict, hard: jax.Array):
-    """One update of every run; returns the new state and the metrics after it."""
-    ks = tuple(self.config.metrics.pass_at_k)
-    metrics_of = lambda params: policy_metrics(self.policy.logits(params), hard, ks)
-    new = {"sampled": {}, "exact_estimator": {}}
-    metrics = {}
-    for n in self.ns:
-      name = f"n{n}"
-      if name in state["sampled"]:
-        group = state["sampled"][name]
-        logits = jax.vmap(jax.vmap(self.policy.logits))(group["params"])  # [E, S, M]
-        step_keys = jax.vmap(lambda k: jax.random.fold_in(k, step))(keys[name])  # [S]
-        rewards = self.sample_rewards(step_keys, logits, n)
-        adv = self.sampled_advantages(rewards)
-        update = lambda p, o, r, a: self._update(p, o, self.sampled_loss, r, a)
-        params, opt, _ = jax.vmap(jax.vmap(update))(group["params"], group["opt"], rewards, adv)
-        new["sampled"][name] = {"params": params, "opt": opt}
-        metrics[f"sampled/{name}"] = jax.vmap(jax.vmap(metrics_of))(params)
-
-      if name not in state["exact_estimator"]:
-        continue
-      group = state["exact_estimator"][name]
-
-      def exact_update(p, o, table):
-        c = exact.expected_logit_coefficient(self.policy.logits(p), table)
-        return self._update(p, o, self.exact_loss, c)
-
-      params, opt, _ = jax.vmap(exact_update)(group["params"], group["opt"], tables[name])
-      new["exact_estimator"][name] = {"params": params, "opt": opt}
-      metrics[f"exact_estimator/{name}"] = jax.vmap(metrics_of)(params)
-
-    group = state["exact_truncated"]
-
-    def truncated_update(p, o, t):
-      c = exact.truncated_logit_coefficient(self.policy.logits(p), t)
-      return self._update(p, o, self.exact_loss, c)
-
-    ts = jnp.asarray(self.truncations, jnp.float32)
-    params, opt, _ = jax.vmap(truncated_update)(group["params"], group["opt"], ts)
-    new["exact_truncated"] = {"params": params, "opt": opt}
-    metrics["exact_truncated"] = jax.vmap(metrics_of)(params)
-    return new, metrics
-
-  def run_keys(self) -> dict[str, jax.Array]:
-    """Per-N ``[S]`` keys: ``fold_in(fold_in(key, N), seed)``."""
-    seeds = jnp.arange(self.config.sampled.num_seeds)
-    return {f"n{n}": jax.vmap(lambda s, n=n: jax.random.fold_in(
-        jax.random.fold_in(self.key, n), s))(seeds) for n in self.ns}
-
-  def make_chunk_fn(self):
-    """``chunk(state, start_step) -> (state, metrics [chunk_steps, ...])``, jitted."""
-    tables = self.tables()
-    keys = self.run_keys()
-    hard = jnp.asarray(hardest_mask(self.config))
-    num_steps = self.config.chunk_steps
-
-    @functools.partial(jax.jit, compiler_options=compiler_options(self.config))
-    def chunk(state, start_step):
-      def body(state, t):
-        return self.step(state, t, tables, keys, hard)
-
-      steps = start_step + jnp.arange(num_steps)
-      return jax.lax.scan(body, state, steps)
-
-    return chunk
-
-  def initial_metrics(self) -> np.ndarray:
-    ks = tuple(self.config.metrics.pass_at_k)
-    hard = jnp.asarray(hardest_mask(self.config))
-    return np.asarray(policy_metrics(self.policy.logits(self.policy.init()), hard, ks))
-
-
-def make_grids(config) -> dict[str, PolicyGrid]:
-  """One :class:`PolicyGrid` per policy in ``config.policies``."""
-  base = jax.random.key(config.seed)
-  return {name: PolicyGrid(config=config, policy=policies.make_policy(name, config),
-                           optimizer=make_optimizer(config, name),
-                           key=jax.random.fold_in(base, i))
-          for i, name in enumerate(config.policies)}
-
-
-# ----------------------------------------------------------------------------- summaries
-
-
-def run_records(config, grid: PolicyGrid, curves: Mapping[str, np.ndarray]) -> list[dict]:
-  """Final metrics of every run (sampled: mean and std over seeds)."""
-  names = metric_names(config)
-  records = []
-  for n in grid.ns:
-    final = curves.get(f"sampled/n{n}", np.zeros((1, 0)))[-1]  # [E, S, metrics]
-    for i, m in enumerate(grid.sampled_estimators):
-      records.append({
-          "family": "sampled", "estimator": m, "num_rollouts": n,
-          "num_seeds": int(final.shape[1]),
-          "final": {k: float(np.mean(final[i, :, j])) for j, k in enumerate(names)},
-          "final_std": {k: float(np.std(final[i, :, j])) for j, k in enumerate(names)}})
-    for i, m in enumerate(grid.exact_estimators):
-      final = curves[f"exact_estimator/n{n}"][-1]
-      records.append({"family": "exact_estimator", "estimator": m, "num_rollouts": n,
-                      "final": {k: float(final[i, j]) for j, k in enumerate(names)}})
-  final = curves["exact_truncated"][-1]
-  for i, t in enumerate(grid.truncations):
-    records.append({"family": "exact_truncated",
-                    "objective": "ml" if t == math.inf else "truncated",
-                    "truncation": "inf" if t == math.inf else int(t),
-                    "final": {k: float(final[i, j]) for j, k in enumerate(names)}})
-  return records
-
-
-def checks(config, grid: PolicyGrid, curves: Mapping[str, np.ndarray],
-           initial: np.ndarray) -> dict:
-  """Numbers behind the SPEC claims, for experiments/reproduce.py."""
-  names = metric_names(config)
-  log_p, hard = names.index("mean_log_p"), names.index("hardest_decile_log_p")
-  trunc = curves["exact_truncated"][-1]
-  order = np.argsort(np.asarray(grid.truncations))
-  by_t = trunc[order, log_p]
-  out = {
-      "exact_truncated_final_mean_log_p_by_T": {
-          truncation_label(grid.truncations[i]): float(trunc[i, log_p]) for i in order},
-      # Largest drop of the final mean log p when T grows (<= 0 means "never lowers").
-      "exact_truncated_max_decrease_in_T": float(np.max(np.maximum(by_t[:-1] - by_t[1:], 0.0)))
-                                           if len(by_t) > 1 else 0.0,
-  }
-  out["exact_truncated_monotone_in_T"] = bool(out["exact_truncated_max_decrease_in_T"] <= 1e-5)
-  # maxrl_keep_cv at N (exact expected gradient) must equal J^(N).
-  if "maxrl_keep_cv" in grid.exact_estimators:
-    diffs = []
-    j = grid.exact_estimators.index("maxrl_keep_cv")
-    for n in grid.ns:
-      if float(n) in grid.truncations:
-        a = curves[f"exact_estimator/n{n}"][:, j, log_p]
-        b = curves["exact_truncated"][:, grid.truncations.index(float(n)), log_p]
-        diffs.append(float(np.max(np.abs(a - b))))
-    if diffs:
-      out["keep_cv_vs_truncated_max_abs_diff_mean_log_p"] = max(diffs)
-  n = config.figures.num_rollouts
-  gains = {m: float(np.mean(curves[f"sampled/n{n}"][-1, i, :, hard]) - initial[hard])
-           for i, m in enumerate(grid.sampled_estimators)}
-  for i, t in enumerate(grid.truncations):
-    if t == math.inf:
-      gains["exact_ml"] = float(trunc[i, hard] - initial[hard])
-    if t == 1.0:
-      gains["exact_rl"] = float(trunc[i, hard] - initial[hard])
-  out[f"hardest_decile_log_p_gain_at_n{n}"] = gains
-  return out
-
-
-def _curves_to_scalars(config, grid: PolicyGrid, policy: str, row: Mapping[str, np.ndarray]):
-  """Seed-averaged metrics of one step as ``{policy/family/run/metric: value}``."""
-  names = metric_names(config)
-  out = {}
-  for n in grid.ns:
-    for i, m in enumerate(grid.sampled_estimators):
-      vals = row[f"sampled/n{n}"].mean(axis=1)
-      out.update({f"{policy}/sampled/{m}_n{n}/{k}": vals[i, j] for j, k in enumerate(names)})
-    for i, m in enumerate(grid.exact_estimators):
-      vals = row[f"exact_estimator/n{n}"]
-      out.update({f"{policy}/exact/{m}_n{n}/{k}": vals[i, j] for j, k in enumerate(names)})
-  vals = row["exact_truncated"]
-  for i, t in enumerate(grid.truncations):
-    out.update({f"{policy}/exact/{truncation_label(t)}/{k}": vals[i, j]
-                for j, k in enumerate(names)})
-  return out
-
-
-# ----------------------------------------------------------------------------- driver
-
-
-def train(config, workdir: str | None = None, progress: bool = True) -> dict:
-  """Trains every run of every policy.
-
-  Returns ``{"grids": {policy: PolicyGrid}, "curves": {policy: {group: array}}, "state":
-  {policy: final params and optimiser states}}``; ``curves[policy]["sampled/n16"]`` is
-  ``[num_steps + 1, estimators, seeds, metrics]`` (row 0: initial policy),
-  ``"exact_estimator/n16"`` is ``[num_steps + 1, estimators, metrics]`` and
-  ``"exact_truncated"`` is ``[num_steps + 1, truncations, metrics]``. With ``workdir`` set it also
-  writes ``config.json``, ``metrics.jsonl`` + TensorBoard events (one line per chunk, seed means)
-  and checkpoints (resuming from the latest one); with None nothing is written.
-  """
-  validate_config(config)
-  grids = make_grids(config)
-  chief = mesh_lib.is_chief() and workdir is not None
-  state = {name: g.init_state() for name, g in grids.items()}
+def _initial_tree(grids) -> dict:
   curves = {name: g.empty_curves() for name, g in grids.items()}
   for name, g in grids.items():
     initial = g.initial_metrics()
     for arr in curves[name].values():
       arr[0] = initial  # broadcast over the run axes
-  start = 0
-  writer = ckpt = None
-  if workdir is not None:
-    writer = logs.MetricWriter(workdir, enabled=chief)
-    writer.write_config(config)
-    ckpt = checkpoint_lib.Checkpointer(os.path.join(workdir, "checkpoints"), max_to_keep=2)
-    restored = ckpt.restore_latest({"state": state, "curves": curves})
-    if restored is not None:
-      start, tree, _ = restored
-      state, curves = tree["state"], {p: {k: np.asarray(v) for k, v in c.items()}
-                                      for p, c in tree["curves"].items()}
+  return {"state": {name: g.init_state() for name, g in grids.items()}, "curves": curves}
+
+
+def train(config, workdir: str | None = None, progress: bool = True) -> dict:
+  """Trains every run of every policy (resuming in ``workdir``; nothing written if None).
+
+  Returns ``{"grids": {policy: PolicyGrid}, "curves": {policy: {group: array}}, "state":
+  {policy: final params and optimiser states}, "result": StageResult or None}``;
+  ``curves[policy]["sampled/n16"]`` is ``[num_steps + 1, estimators, seeds, metrics]`` (row 0:
+  initial policy), ``"exact_estimator/n16"`` ``[num_steps + 1, estimators, metrics]`` and
+  ``"exact_truncated"`` ``[num_steps + 1, truncations, metrics]``.
+  """
+  grid_lib.validate_config(config)
+  grids = grid_lib.make_grids(config)
   chunk_fns = {name: g.make_chunk_fn() for name, g in grids.items()}
-  prog = logs.Progress(config.num_steps, start, every_seconds=5.0, name="bernoulli",
-                       enabled=progress and mesh_lib.is_chief())
-  step = start
-  while step < config.num_steps:
-    outs = {name: chunk_fns[name](state[name], jnp.asarray(step, jnp.int32)) for name in grids}
-    scalars = {}
-    for name, (new_state, mets) in outs.items():
-      state[name] = new_state
-      for key, arr in mets.items():
-        arr = np.asarray(arr)
-        curves[name][key][step + 1: step + 1 + config.chunk_steps] = arr
-      bad = [k for k, v in mets.items() if not np.all(np.isfinite(np.asarray(v)[..., 0]))]
-      if bad:
-        raise NonFiniteError(step + config.chunk_steps, f"{name}/{bad[0]}/mean_log_p", math.nan)
-      row = {k: v[step + config.chunk_steps] for k, v in curves[name].items()}
-      scalars.update(_curves_to_scalars(config, grids[name], name, row))
-    step += config.chunk_steps
+  host: dict[str, Any] = {"curves": None}
+
+  def writable_curves(tree):
+    if host["curves"] is not tree["curves"]:  # fresh or restored: own writable host copies
+      host["curves"] = {p: {k: np.array(v) for k, v in c.items()}
+                        for p, c in tree["curves"].items()}
+    return host["curves"]
+
+  def train_chunk(tree, start, n):
+    curves = writable_curves(tree)
+    outs = {name: chunk_fns[name](tree["state"][name], jnp.asarray(start, jnp.int32))
+            for name in grids}
+    metrics = {f"{name}|{key}": arr for name, (_, mets) in outs.items()
+               for key, arr in mets.items()}
+    return {"state": {name: out[0] for name, out in outs.items()}, "curves": curves}, metrics
+
+  def on_metrics(start, n, metrics, writer):
+    curves = host["curves"]
+    for flat, arr in metrics.items():
+      name, key = flat.split("|", 1)
+      curves[name][key][start + 1: start + 1 + n] = arr
     if writer is not None:
-      writer.write_scalars(step, scalars)
-      if step == config.num_steps or (config.checkpoint_every
-                                      and step % config.checkpoint_every == 0):
-        ckpt.save(step, {"state": state, "curves": curves}, meta={"step": step})
-    # Console: mean log p of the exact-ML run (if configured) of each policy.
-    prog.update(step, **{f"{name}_ml_mean_log_p": curves[name]["exact_truncated"][
-        step, grids[name].truncations.index(math.inf), 0]
-                         for name in grids if math.inf in grids[name].truncations})
-  if writer is not None:
-    ckpt.wait()
-    ckpt.close()
-    writer.close()
-  return {"grids": grids, "curves": curves, "state": state}
+      scalars = {}
+      for name, g in grids.items():
+        row = {k: v[start + n] for k, v in curves[name].items()}
+        scalars.update(summary_lib.curves_to_scalars(config, g, name, row))
+      writer.write_scalars(start + n, scalars)
+
+  init = lambda: _initial_tree(grids)
+  finite = tuple(f"{name}|{key}" for name, g in grids.items() for key in g.empty_curves())
+  every = config.checkpoint_every or config.num_steps
+  if workdir is None:
+    tree, _, reason = loop.run_loop(
+        state=init(), start_step=0, total_steps=config.num_steps, chunk_steps=config.chunk_steps,
+        train_chunk=train_chunk, checkpointer=None, writer=None, checkpoint_every=every,
+        progress=logs.Progress(config.num_steps, 0, every_seconds=5.0, name="bernoulli",
+                               enabled=progress and mesh_lib.is_chief()),
+        finite_keys=finite, on_metrics=lambda s, n, m: on_metrics(s, n, m, None))
+    result = None
+  else:
+    result = stage_lib.run_stage(
+        stage(config, workdir, finite), init_state=init, train_chunk=train_chunk,
+        on_metrics=on_metrics, progress_every_seconds=5.0)
+    tree = result.state
+  if tree is None:  # preempted before the stage began
+    return {"grids": grids, "curves": None, "state": None, "result": result}
+  curves = {p: {k: np.asarray(v) for k, v in c.items()} for p, c in tree["curves"].items()}
+  return {"grids": grids, "curves": curves, "state": tree["state"], "result": result}
 
 
-def load_summary(workdir: str) -> dict | None:
-  """The summary of a finished run in ``workdir``, or None."""
-  path = os.path.join(workdir, SUMMARY_FILE)
-  if not os.path.exists(path):
-    return None
-  try:
-    with open(path, encoding="utf-8") as f:
-      summary = json.load(f)
-  except (OSError, json.JSONDecodeError):
-    return None
-  return summary if summary.get("complete") else None
+def stage(config, workdir: str, finite_keys=()) -> stage_lib.Stage:
+  """The grid's stage in ``workdir`` (one stage: all policies and runs advance together)."""
+  return stage_lib.Stage(
+      name="bernoulli", workdir=workdir, config=config, total_steps=config.num_steps,
+      chunk_steps=config.chunk_steps, checkpoint_every=config.checkpoint_every or config.num_steps,
+      steps_field="num_steps", resume_ignore=RESUME_IGNORE, async_checkpointing=False,
+      finite_keys=tuple(finite_keys))
 
 
-def summarize(config, grids: Mapping[str, PolicyGrid], curves) -> dict:
-  names = metric_names(config)
-  out = {"preset": config.preset, "num_prompts": config.num_prompts,
-         "num_steps": config.num_steps, "metrics": list(names), "policies": {}}
-  for name, g in grids.items():
-    initial = g.initial_metrics()
-    out["policies"][name] = {
-        "initial": {k: float(initial[j]) for j, k in enumerate(names)},
-        "runs": run_records(config, g, curves[name]),
-        "checks": checks(config, g, curves[name], initial),
-    }
-  return out
-
-
-def save_curves(path: str, curves) -> None:
-  flat = {f"{p}/{k}": v for p, c in curves.items() for k, v in c.items()}
-  np.savez_compressed(path, **flat)
+def _save_npz(path, arrays) -> None:
+  buf = io.BytesIO()
+  np.savez_compressed(buf, **arrays)
+  files.write_bytes(path, buf.getvalue())
 
 
 def run(config, workdir: str) -> dict:
-  """Runs the whole driver in ``workdir`` and returns the summary (see module docstring).
+  """Runs the whole driver in ``workdir`` (resumable) and returns the summary.
 
-  Writes ``config.json``, ``metrics.jsonl`` + TensorBoard events, a final checkpoint,
-  ``curves.npz`` (every metric of every run at every step), ``analysis.npz`` (exact and
-  sampled estimator weights and variances), ``figures/*.png`` and ``summary.json``. A workdir
-  with a complete ``summary.json`` is returned as is.
+  A workdir whose ``summary.json`` is complete (figures drawn) is returned as is, after checking
+  that it was produced by the same config. A preempted run returns ``{"complete": False,
+  "preempted": True}``; the same call later resumes it.
   """
-  done = load_summary(workdir)
-  if done is not None:
+  grid_lib.validate_config(config)
+  st = stage(config, workdir)
+  stage_lib.check_resume_config(st)
+  done = stage_lib.read_summary(workdir)
+  if done is not None and "figures" in done and done.get("step") == config.num_steps:
     return done
-  validate_config(config)
   t0 = time.perf_counter()
   result = train(config, workdir)
-  train_s = time.perf_counter() - t0
+  if result["result"].preempted:
+    return {"complete": False, "preempted": True, "step": result["result"].step}
   analysis = analysis_lib.analyze(config)
-  summary = summarize(config, result["grids"], result["curves"])
-  summary["train_wall_time_s"] = train_s
+  summary = dict(result["result"].summary)
+  summary.update(summary_lib.summarize(config, result["grids"], result["curves"]))
   if mesh_lib.is_chief():
-    save_curves(os.path.join(workdir, CURVES_FILE), result["curves"])
-    np.savez_compressed(os.path.join(workdir, ANALYSIS_FILE), **analysis)
-    fig_dir = os.path.join(workdir, "figures")
+    root = files.as_path(workdir)
+    _save_npz(root / CURVES_FILE, {f"{p}/{k}": v for p, c in result["curves"].items()
+                                   for k, v in c.items()})
+    _save_npz(root / ANALYSIS_FILE, analysis)
     summary["figures"] = plots.make_all(config, result["grids"], result["curves"], analysis,
-                                        fig_dir)
+                                        str(root / "figures"))
     summary["wall_time_s"] = time.perf_counter() - t0
-    summary["complete"] = True
-    tmp = os.path.join(workdir, SUMMARY_FILE + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-      json.dump(summary, f, indent=2)
-    os.replace(tmp, os.path.join(workdir, SUMMARY_FILE))
+    files.write_json(root / stage_lib.SUMMARY_FILE, summary)
   return summary

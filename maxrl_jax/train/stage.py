@@ -173,7 +173,8 @@ def run_stage(
     final_eval: Callable[[Any, int], Mapping[str, Any]] | None = None,
     initial_eval: Callable[[Any], Mapping[str, float]] | None = None,
     on_chunk_end: Callable[[Any, int, logs.MetricWriter], None] | None = None,
-    on_metrics: Callable[[int, int, Mapping[str, np.ndarray]], None] | None = None,
+    on_metrics: Callable[[int, int, Mapping[str, np.ndarray], logs.MetricWriter], None]
+    | None = None,
     meta_fn: Callable[[int], dict] | None = None,
     summary_fields: Mapping[str, Any] | None = None,
     restore_complete: bool = True,
@@ -190,7 +191,8 @@ def run_stage(
       logged at the last step and all go into ``summary["eval"]``.
     initial_eval: ``state -> {name: value}`` logged at step 0 of a fresh stage.
     on_chunk_end: ``(state, step, writer)`` after each chunk (periodic evaluation).
-    on_metrics: passed to ``run_loop`` (non-scalar metrics).
+    on_metrics: ``(start, n, metrics, writer)`` with every metric of a chunk on the host
+      (non-scalar metrics, see ``run_loop``).
     meta_fn: JSON metadata saved with each checkpoint.
     summary_fields: extra entries of ``summary.json``.
     restore_complete: for a finished stage, restore its final state (False: return state None).
@@ -234,15 +236,17 @@ def run_stage(
         progress = logs.Progress(stage.total_steps, start, every_seconds=progress_every_seconds,
                                  name=stage.name)
         t0 = time.time()
-        chunk_end = None
+        chunk_end = metrics_hook = None
         if on_chunk_end is not None:
           chunk_end = lambda s, step: on_chunk_end(s, step, writer)
+        if on_metrics is not None:
+          metrics_hook = lambda start, n, m: on_metrics(start, n, m, writer)
         state, step, reason = loop.run_loop(
             state=state, start_step=start, total_steps=stage.total_steps,
             chunk_steps=stage.chunk_steps, train_chunk=train_chunk, checkpointer=ckpt,
             writer=writer, checkpoint_every=stage.checkpoint_every, progress=progress,
             on_chunk_end=chunk_end, meta_fn=meta_fn, guard=guard, log_every=stage.log_every,
-            finite_keys=stage.finite_keys, on_metrics=on_metrics)
+            finite_keys=stage.finite_keys, on_metrics=metrics_hook)
         train_wall = time.time() - t0
       summary = {"stage": stage.name, "step": int(step), "stopped": reason, "complete": False,
                  "train_wall_s": train_wall}

@@ -1,0 +1,144 @@
+"""The drivers' real entry points (``python -m experiments.<driver>.main``): SIGTERM then rerun,
+SIGKILL then rerun, changed configs, a busy workdir, and one-line config errors."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_VOLATILE = ("wall", "time", "_s", "figures", "resumed")
+
+
+def _env():
+  env = dict(os.environ)
+  env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=1"
+  env["JAX_PLATFORMS"] = "cpu"
+  env["PYTHONPATH"] = REPO
+  for var in ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID"):
+    env.pop(var, None)
+  return env
+
+
+def _cmd(module, preset, workdir, *extra):
+  return [sys.executable, "-m", module, f"--config={REPO}/experiments/{module.split('.')[1]}"
+          f"/config.py:{preset}", f"--workdir={workdir}", *extra]
+
+
+def run(module, preset, workdir, *extra, timeout=600):
+  # From a directory other than the repository: nothing may depend on the working directory.
+  return subprocess.run(_cmd(module, preset, workdir, *extra), cwd="/", env=_env(),
+                        capture_output=True, text=True, timeout=timeout)
+
+
+def interrupt(module, preset, workdir, when, *extra, sig=signal.SIGTERM, timeout=600):
+  """Starts the driver, sends ``sig`` once ``when()`` holds; returns (returncode, output, wait s)."""
+  proc = subprocess.Popen(_cmd(module, preset, workdir, *extra), cwd="/", env=_env(),
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+  try:
+    t0 = time.time()
+    while not when():
+      assert proc.poll() is None, proc.communicate()[0]
+      assert time.time() - t0 < timeout, "the run never reached the interruption point"
+      time.sleep(0.2)
+    proc.send_signal(sig)
+    t1 = time.time()
+    out = proc.communicate(timeout=timeout)[0]
+    return proc.returncode, out, time.time() - t1
+  finally:
+    if proc.poll() is None:
+      proc.kill()
+      proc.communicate()
+
+
+def metrics_lines(path):
+  try:
+    with open(path) as f:
+      return sum(1 for line in f if line.endswith("\n"))
+  except FileNotFoundError:
+    return 0
+
+
+def stable(obj):
+  """``obj`` without wall times, timestamps and paths that legitimately differ between runs."""
+  if isinstance(obj, dict):
+    return {k: stable(v) for k, v in obj.items() if not any(t in k for t in _VOLATILE)}
+  if isinstance(obj, list):
+    return [stable(v) for v in obj]
+  return obj
+
+
+def summary(workdir):
+  with open(os.path.join(workdir, "summary.json")) as f:
+    return json.load(f)
+
+
+# ----------------------------------------------------------------------------- bernoulli
+
+BERNOULLI = "experiments.bernoulli.main"
+# Ten chunks, so that a signal after the first logged chunk lands in the middle of the run.
+BERNOULLI_FLAGS = ("--config.chunk_steps=2", "--config.checkpoint_every=4")
+
+
+@pytest.fixture(scope="module")
+def bernoulli_reference(tmp_path_factory):
+  workdir = str(tmp_path_factory.mktemp("bernoulli_ref"))
+  res = run(BERNOULLI, "smoke", workdir, *BERNOULLI_FLAGS)
+  assert res.returncode == 0, res.stderr
+  return workdir
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+def test_bernoulli_interrupted_then_rerun_equals_uninterrupted(tmp_path, bernoulli_reference,
+                                                               sig):
+  workdir = str(tmp_path / "run")
+  metrics = os.path.join(workdir, "metrics.jsonl")
+  code, out, waited = interrupt(BERNOULLI, "smoke", workdir, lambda: metrics_lines(metrics) >= 1,
+                                *BERNOULLI_FLAGS, sig=sig)
+  assert not os.path.exists(os.path.join(workdir, "summary.json"))
+  if sig == signal.SIGTERM:
+    assert code == 0, out
+    assert waited < 60
+    assert "preempted at step" in out, out
+  res = run(BERNOULLI, "smoke", workdir, *BERNOULLI_FLAGS)
+  assert res.returncode == 0, res.stderr
+  assert stable(summary(workdir)) == stable(summary(bernoulli_reference))
+  ref = np.load(os.path.join(bernoulli_reference, "curves.npz"))
+  got = np.load(os.path.join(workdir, "curves.npz"))
+  for key in ref.files:
+    np.testing.assert_array_equal(got[key], ref[key], err_msg=key)
+
+
+def test_bernoulli_changed_config_and_bad_fields_are_one_line_errors(tmp_path,
+                                                                     bernoulli_reference):
+  res = run(BERNOULLI, "smoke", bernoulli_reference, *BERNOULLI_FLAGS, "--config.seed=3")
+  assert res.returncode == 2
+  assert res.stderr.strip().splitlines()[-1].startswith("error: config.seed:"), res.stderr
+  assert "Traceback" not in res.stderr
+  res = run(BERNOULLI, "smoke", str(tmp_path / "x"), "--config.seed=-1")
+  assert res.returncode == 2 and "config.seed" in res.stderr and "Traceback" not in res.stderr
+  res = run(BERNOULLI, "smoke", str(tmp_path / "x"), "extra_positional")
+  assert res.returncode == 2 and "unexpected arguments" in res.stderr
+  # A complete workdir and the same config: returns at once, nothing retrained.
+  res = run(BERNOULLI, "smoke", bernoulli_reference, *BERNOULLI_FLAGS)
+  assert res.returncode == 0, res.stderr
+
+
+def test_bernoulli_busy_workdir_is_refused(tmp_path):
+  workdir = tmp_path / "busy"
+  workdir.mkdir()
+  holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+  try:
+    (workdir / ".lock").write_text(json.dumps(
+        {"host": os.uname().nodename, "pid": holder.pid, "since_unix": time.time()}))
+    res = run(BERNOULLI, "smoke", str(workdir))
+    assert res.returncode == 1, res.stderr
+    assert f"pid {holder.pid}" in res.stderr and "Traceback" not in res.stderr
+  finally:
+    holder.kill()
+    holder.wait()
