@@ -10,7 +10,7 @@ For reward arrays of shape ``[256, 1024]`` and ``[4096, 16]`` (prompts x rollout
 
 checks that both agree, and prints one JSON object with the median times and their ratio.
 
-  python -m benchmarks.estimators [--repeats=20] [--methods=maxrl,grpo,rloo,maxrl_truncated]
+  python -m benchmarks.estimators [--repeats=20] [--methods=maxrl,grpo,pkpo,...]
 """
 
 from __future__ import annotations
@@ -32,19 +32,39 @@ from maxrl_jax import estimators
 SHAPES = ((256, 1024), (4096, 16))
 
 _REPEATS = flags.DEFINE_integer("repeats", 20, "Timed repetitions (median reported).")
-_METHODS = flags.DEFINE_list("methods", ["maxrl", "grpo", "rloo", "maxrl_truncated"],
-                             "Estimators to time (maxrl_truncated uses T = N // 4).")
+_METHODS = flags.DEFINE_list(
+    "methods", ["maxrl", "grpo", "rloo", "maxrl_truncated", "maxrl_maclaurin", "pkpo", "dsgrpo"],
+    "Estimators to time (maxrl_truncated and maxrl_maclaurin use T = N // 4, pkpo k = min(16, N)).")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the random rewards and log-probabilities.")
 
 
 def _options(method: str, n: int) -> dict:
-  return {"truncation": max(1, n // 4)} if method == "maxrl_truncated" else {}
+  if method in ("maxrl_truncated", "maxrl_maclaurin"):
+    return {"truncation": max(1, n // 4)}
+  if method == "pkpo":
+    return {"k": min(16, n)}
+  return {}
 
 
-def _numpy_row_advantages(r: np.ndarray, method: str, options: dict) -> np.ndarray:
-  """One prompt's advantages, written directly from SPEC section 3 (float64 NumPy)."""
+def _numpy_row_advantages(r: np.ndarray, method: str, options: dict,
+                          logp: np.ndarray) -> np.ndarray:
+  """One prompt's advantages, written directly from the definitions (float64 NumPy)."""
   n = r.shape[0]
   k = r.sum()
+  if method == "maxrl_maclaurin":  # success 1; failure -sum_{j=2}^T C(F-1,j-1)/C(N-1,j-1)
+    f, t = n - int(k), options["truncation"]
+    term, fail = 1.0, 0.0
+    for j in range(2, min(t, f) + 1):
+      term *= (f - j + 1) / (n - j + 1)
+      fail -= term
+    return np.where(r > 0, 1.0, fail)
+  if method == "pkpo":  # k C(N-K, k-1)/C(N-1, k-1) for a success, 0 for a failure
+    kk = options["k"]
+    c = math.prod((n - k - j) / (n - 1 - j) for j in range(kk - 1)) if k > 0 else 0.0
+    return kk * r * max(c, 0.0)
+  if method == "dsgrpo":
+    adv = (r - r.mean()) / (r.std() + 1e-6)
+    return adv - 0.05 * np.where(r > 0, logp, 0.0) + 0.05 * np.where(r == 0, logp, 0.0)
   if method == "maxrl":
     return n * r / k - 1.0 if k > 0 else np.zeros(n)
   if method == "grpo":
@@ -63,7 +83,7 @@ def _numpy_loop(rewards: np.ndarray, logprobs: np.ndarray, method: str, options:
   grad = np.empty_like(logprobs)
   loss = 0.0
   for i in range(b):
-    adv = _numpy_row_advantages(rewards[i], method, options)
+    adv = _numpy_row_advantages(rewards[i], method, options, logprobs[i])
     loss -= float(np.dot(adv, logprobs[i])) / (b * n)
     grad[i] = -adv / (b * n)
   return loss, grad
@@ -71,7 +91,10 @@ def _numpy_loop(rewards: np.ndarray, logprobs: np.ndarray, method: str, options:
 
 def _jax_step(method: str, options: dict) -> Callable:
   def loss_fn(logprobs, rewards):
-    adv = estimators.advantages(rewards, method, **options)
+    # dsgrpo also takes each rollout's log-probability (here the same log-probabilities).
+    extra = ({"logprobs": jax.lax.stop_gradient(logprobs)}
+             if method in estimators.LOGPROB_METHODS else {})
+    adv = estimators.advantages(rewards, method, **extra, **options)
     return estimators.surrogate_loss_from_logprobs(logprobs, adv)
 
   @jax.jit

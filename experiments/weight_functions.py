@@ -2,7 +2,9 @@ r"""Figure 1 of the paper and its finite-N companion: gradient weight functions 
 
 Left panel: population weights (``E[g] = w(p) grad p`` with infinitely many rollouts) of RL
 (``1``), GRPO (``1/sqrt(p(1-p))``), MaxRL truncated at ``T = 1, 2, 4, ..., 128``
-(``w_T(p) = (1 - (1-p)^T)/p``) and maximum likelihood (``1/p``), on log-log axes for
+(``w_T(p) = (1 - (1-p)^T)/p``), maximum likelihood (``1/p``) and Differential Smoothing on
+GRPO (Gai et al. 2025, coefficients 0.05: ``1/sqrt(p(1-p)) - 0.05 log p - 0.05 log(1-p)``, its
+weight for a policy with one success and one failure outcome), on log-log axes for
 ``p in [1e-3, 1]``. Right panel: the exact finite-N weights of every estimator in
 :mod:`maxrl_jax.estimators` for one group size ``N``, from :func:`maxrl_jax.theory.expected_weight`.
 
@@ -45,6 +47,7 @@ def population_curves(p: np.ndarray) -> dict[str, np.ndarray]:
   for t in TRUNCATIONS:
     curves[f"MaxRL T={t}"] = theory.population_weight("maxrl", p, t)
   curves["ML (T=inf)"] = theory.population_weight("ml", p)
+  curves["Diff. Smoothing (GRPO + 0.05, 0.05)"] = theory.population_weight("dsgrpo", p)
   return curves
 
 
@@ -61,6 +64,7 @@ def finite_n_curves(p: np.ndarray, n: int, truncation: int) -> dict[str, np.ndar
       (f"maxrl no cv (= w_{n})", "maxrl_no_cv", {}),
       (f"maxrl truncated T={truncation} (= w_{truncation})", "maxrl_truncated",
        {"truncation": truncation}),
+      ("diff. smoothing (grpo + smoothing)", "dsgrpo", {}),
   ]
   return {label: theory.expected_weight(method, n, p, **opts) for label, method, opts in specs}
 
@@ -94,12 +98,14 @@ def plot_weight_functions(path: str, n: int = 16, truncation: int | None = None)
       left.loglog(p, w, color="black", lw=2.2, ls="--", label="RL (= MaxRL T=1)")
     elif label == "GRPO":
       left.loglog(p, w, color="tab:red", lw=2.0, label=label)
+    elif label.startswith("Diff."):
+      left.loglog(p, w, color="tab:purple", lw=2.0, ls="-.", label=label)
     else:
       left.loglog(p, w, color="tab:orange", lw=2.2, ls=":", label=label)
   left.set_title("Population weights (Figure 1): E[g] = w(p) grad p")
 
   styles = ["-", "--", "-.", ":"]
-  markers = ["o", "s", "^", "v", "D", "x", "+", "*", "P"]
+  markers = ["o", "s", "^", "v", "D", "x", "+", "*", "P", "h"]
   for i, (label, w) in enumerate(finite_n_curves(p, n, truncation).items()):
     right.loglog(p, w, ls=styles[i % 4], marker=markers[i], markevery=(i * 9, 60), ms=5, lw=1.5,
                  label=label)

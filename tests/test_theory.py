@@ -200,7 +200,8 @@ MC_N = 8
 MC_CASES = [
     ("reinforce", {}), ("mean_baseline", {}), ("rloo", {}), ("grpo", {}),
     ("grpo", {"std": "sample"}), ("maxrl", {}), ("maxrl_keep_cv", {}), ("maxrl_no_cv", {}),
-    ("maxrl_truncated", {"truncation": 3}),
+    ("maxrl_truncated", {"truncation": 3}), ("maxrl_maclaurin", {"truncation": 3}),
+    ("pkpo", {"k": 3}), ("pkpo", {"k": 3, "variant": "subset"}),
 ]
 
 
@@ -246,3 +247,145 @@ def test_monte_carlo_softmax_policy(case):
     # The test has the power to tell w_{N-1} (true) from w_N (the eq. 10 estimator's weight).
     wrong = theory.expected_weight("maxrl_keep_cv", MC_N, p) * grad_p
     assert np.max(np.abs(per_group.mean(0) - wrong) / se) > 5.0
+
+
+# --- New estimators: exact expectations -------------------------------------------------------
+
+def _pkpo_authors_weight(p, k, n):
+  """E[g]/grad p of the authors' PKPO: (1-p)^(k-1) + (k-1) p (1-p)^(k-2)/(N-1)."""
+  second = np.ones_like(p) if k == 2 else (1 - p) ** max(k - 2, 0)
+  return (1 - p) ** (k - 1) + (k - 1) * p * second / (n - 1)
+
+
+@pytest.mark.parametrize("n", N_GRID)
+def test_pkpo_is_unbiased_for_grad_pass_at_k(n):
+  for k in sorted({1, min(2, n), max(1, n // 3), min(16, n), n}):
+    want = k * (1 - P_CLOSED) ** (k - 1)  # d pass@k / dp
+    for variant in ("loo", "subset"):
+      got = theory.expected_weight("pkpo", n, P_CLOSED, k=k, variant=variant)
+      np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10 * k,
+                                 err_msg=f"pkpo {variant} k={k} N={n}")
+    np.testing.assert_allclose(theory.population_weight("pkpo", P_CLOSED, k=k), want, rtol=1e-14)
+    if n > 1:  # the authors' re-centred variant: (1/k) grad pass@k plus a vanishing bias
+      got = theory.expected_weight("pkpo", n, P_CLOSED, k=k, variant="authors")
+      np.testing.assert_allclose(got, _pkpo_authors_weight(P_CLOSED, k, n), rtol=1e-10,
+                                 atol=1e-12, err_msg=f"pkpo authors k={k} N={n}")
+      if k >= 2:
+        assert np.max(np.abs(got - want / k)) > 1e-3 / n  # biased
+
+
+@pytest.mark.parametrize("n", N_GRID)
+def test_maclaurin_is_unbiased_for_grad_j_t(n):
+  for t in sorted({1, min(2, n), max(1, n // 3), n}):
+    got = theory.expected_weight("maxrl_maclaurin", n, P_CLOSED, truncation=t)
+    np.testing.assert_allclose(got, geometric_weight(P_CLOSED, t), rtol=1e-10, atol=1e-12,
+                               err_msg=f"maclaurin T={t} N={n}")
+
+
+@pytest.mark.parametrize("n", [1, 3, 5])
+def test_new_methods_bernoulli_logit_brute_force(n):
+  """E[g]/grad p and E[g^2] over all 2^N reward patterns, against theory (score r - p)."""
+  p = np.array([0.05, 0.3, 0.5, 0.9])
+  patterns = np.array(list(itertools.product([0.0, 1.0], repeat=n)))
+  k = patterns.sum(-1)
+  prob = p[:, None] ** k * (1 - p[:, None]) ** (n - k)  # [P, 2^N]
+  cases = [("maxrl_maclaurin", {"truncation": t}) for t in range(1, n + 1)]
+  cases += [("pkpo", {"k": t, "variant": v}) for t in range(1, n + 1)
+            for v in ("loo", "subset", "authors")]
+  cases += [("dsgrpo", {}), ("dsgrpo", {"std": "sample", "correct_coef": 0.3})]
+  cases += _cases(n) + [("grpo", {})]
+  for method, options in cases:
+    g = []
+    for pi in p:
+      if method in estimators.LOGPROB_METHODS:  # two-outcome policy: log pi = log p, log(1-p)
+        logp = jnp.asarray(np.where(patterns > 0, np.log(pi), np.log1p(-pi)))
+        adv = estimators.advantages(jnp.asarray(patterns), method, logprobs=logp, **options)
+      else:
+        adv = estimators.advantages(jnp.asarray(patterns), method, **options)
+      adv = np.asarray(adv, np.float64)
+      g.append(((adv / n) * (patterns - pi)).sum(-1))  # [2^N]
+    g = np.stack(g)
+    mean, second = theory.gradient_moments(method, n, p, **options)
+    np.testing.assert_allclose(mean, (prob * g).sum(-1), rtol=1e-5, atol=1e-8,
+                               err_msg=f"{method} {options}")
+    np.testing.assert_allclose(second, (prob * g * g).sum(-1), rtol=1e-5, atol=1e-8,
+                               err_msg=f"{method} {options}")
+    np.testing.assert_allclose(theory.expected_weight(method, n, p, **options),
+                               (prob * g).sum(-1) / (p * (1 - p)), rtol=1e-5, atol=1e-8,
+                               err_msg=f"{method} {options}")
+
+
+def test_gradient_moments_float64_kernel_matches_exact_sums():
+  """Second moment to 1e-10 against an independent float64 sum with math.comb (no JAX)."""
+  for n, method, options in [(6, "maxrl_maclaurin", {"truncation": 4}),
+                             (6, "maxrl_truncated", {"truncation": 4}),
+                             (7, "pkpo", {"k": 3}), (5, "rloo", {})]:
+    tab = estimators.coefficient_table(method, n, **options)
+    for pi in (0.02, 0.4, 0.95):
+      terms = [math.comb(n, k) * pi**k * (1 - pi) ** (n - k)
+               * ((k * tab[k, 1] * (1 - pi) - (n - k) * tab[k, 0] * pi) / n) ** m
+               for k in range(n + 1) for m in (1, 2)]
+      mean, second = sum(terms[0::2]), sum(terms[1::2])
+      got_mean, got_second = theory.gradient_moments(method, n, pi, **options)
+      np.testing.assert_allclose([got_mean, got_second], [mean, second], rtol=1e-10)
+      np.testing.assert_allclose(theory.gradient_variance(method, n, pi, **options),
+                                 second - mean**2, rtol=1e-9)
+
+
+def test_maclaurin_variance_against_truncated():
+  """Same mean (w_T), different variance. For the Bernoulli-logit policy (exact second moments):
+  maxrl_maclaurin has a much SMALLER variance than maxrl_truncated on hard prompts (small p) and
+  on easy ones (p near 1), and a LARGER one in between (roughly 0.1 <= p <= 0.5 for N >= 16).
+  Caveat: in this one-parameter model every failure has the same score -p, so an estimator that
+  leans on failures (maclaurin puts -(T-1) on each at K = 0) pays no noise for it; with many
+  distinct failure outcomes its failure terms carry their own variance."""
+  p = np.array([1e-3, 0.01, 0.2, 0.3, 0.5, 0.9, 0.99])
+  for n, t in [(16, 16), (128, 16), (128, 128)]:
+    mac = theory.gradient_variance("maxrl_maclaurin", n, p, truncation=t)
+    trunc = theory.gradient_variance("maxrl_truncated", n, p, truncation=t)
+    np.testing.assert_allclose(theory.gradient_moments("maxrl_maclaurin", n, p, truncation=t)[0],
+                               theory.gradient_moments("maxrl_truncated", n, p, truncation=t)[0],
+                               rtol=1e-9)
+    ratio = mac / trunc
+    assert np.all(ratio[[0, 5, 6]] < 0.05), (n, t, ratio)  # p = 1e-3, 0.9, 0.99: smaller
+    assert np.all(ratio[[2, 3]] > 1.5), (n, t, ratio)  # p = 0.2, 0.3: larger
+  # Numbers quoted in the docs (N = 16, T = 16): p = 0.01 -> ratio ~1e-3, p = 0.3 -> ~9.8.
+  r = (theory.gradient_variance("maxrl_maclaurin", 16, [0.01, 0.3], truncation=16)
+       / theory.gradient_variance("maxrl_truncated", 16, [0.01, 0.3], truncation=16))
+  assert r[0] < 2e-3 and 9.0 < r[1] < 10.5
+
+
+def test_dsgrpo_weight():
+  p = np.array([1e-3, 0.1, 0.5, 0.9])
+  for n in (1, 4, 16):
+    got = theory.expected_weight("dsgrpo", n, p, correct_coef=0.1, incorrect_coef=0.02)
+    want = (theory.expected_weight("grpo", n, p) - 0.1 * np.log(p) - 0.02 * np.log1p(-p))
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+  w = theory.expected_weight("dsgrpo", 16, np.array([0.0, 1.0]))
+  assert np.all(np.isinf(w)) and np.all(w > 0)
+  np.testing.assert_allclose(theory.expected_weight("dsgrpo", 16, p, correct_coef=0.0,
+                                                    incorrect_coef=0.0),
+                             theory.expected_weight("grpo", 16, p), rtol=1e-14)
+  np.testing.assert_allclose(theory.population_weight("dsgrpo", p),
+                             1 / np.sqrt(p * (1 - p)) - 0.05 * np.log(p) - 0.05 * np.log1p(-p))
+  with pytest.raises(ValueError, match="^p"):
+    theory.gradient_moments("dsgrpo", 4, [0.0, 0.5])
+  with pytest.raises(ValueError, match="^k"):
+    theory.population_weight("pkpo", p)
+  with pytest.raises(ValueError, match="^k"):
+    theory.population_weight("rl", p, k=2)
+
+
+def test_binomial_pmf_without_scipy():
+  for n in (0, 1, 7, 60):
+    k = np.arange(n + 1)
+    for pi in (0.0, 0.3, 1.0):
+      want = [math.comb(n, j) * pi**j * (1 - pi) ** (n - j) for j in k]
+      np.testing.assert_allclose(theory.binomial_pmf(k, n, pi), want, rtol=1e-12, atol=1e-300)
+  import sys  # pylint: disable=import-outside-toplevel
+  import subprocess  # pylint: disable=import-outside-toplevel
+  code = ("import sys; import maxrl_jax.theory, maxrl_jax.estimators; "
+          "bad = [m for m in sys.modules if m.split('.')[0] in ('scipy', 'flax', 'optax')]; "
+          "print(bad); assert not bad")
+  subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
+                 env={"JAX_PLATFORMS": "cpu", "PATH": "/usr/bin:/bin"})

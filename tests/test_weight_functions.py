@@ -22,7 +22,12 @@ def test_curves_are_the_theory():
   np.testing.assert_allclose(pop["MaxRL T=128"], (1 - (1 - p) ** 128) / p, rtol=1e-12)
   assert np.all(pop["ML (T=inf)"] >= pop["MaxRL T=128"])
   finite = weight_functions.finite_n_curves(p, 8, 2)
-  assert len(finite) == 9
+  assert len(finite) == 10
+  np.testing.assert_allclose(finite["diff. smoothing (grpo + smoothing)"],
+                             theory.expected_weight("grpo", 8, p) - 0.05 * np.log(p)
+                             - 0.05 * np.log1p(-p), rtol=1e-12)
+  np.testing.assert_allclose(pop["Diff. Smoothing (GRPO + 0.05, 0.05)"],
+                             pop["GRPO"] - 0.05 * np.log(p) - 0.05 * np.log1p(-p), rtol=1e-12)
   np.testing.assert_allclose(finite["maxrl, Alg. 1 (= w_7)"], theory.truncated_weight(p, 7),
                              rtol=1e-12)
   np.testing.assert_allclose(finite["maxrl truncated T=2 (= w_2)"], 2 - p, rtol=1e-12)
