@@ -5,14 +5,17 @@ a slice of the same batch in the same process, so the ratio column compares like
 
   python benchmarks/maze_env.py                       # sizes 17 and 9, batch 4096
   python benchmarks/maze_env.py --sizes=17 --batch=65536 --repeats=5
+  python benchmarks/maze_env.py --sizes= --gen_sizes=17,33,65,129,201,1001
 
 Prints one JSON object: per size, items/s for
-  generate        train_mazes (Prim's + train/test orientation), per maze
+  generate        train_mazes (the authors' Prim + train/test orientation), per maze
   prompt_tokens   tokenisation, per maze
   shortest_path   BFS answer, per maze
   verify          reward of one response of the paper's 180 tokens, per rollout
   python_verify   the same rollouts checked by a token-by-token Python loop, per rollout
-and verify_speedup_over_python = verify / python_verify.
+and verify_speedup_over_python = verify / python_verify; and per generator size (``--gen_sizes``)
+the seconds to compile and to generate a batch of mazes with each generator variant, and the
+mazes per second (the generator costs O(m^2) per maze, m^2 = cells).
 """
 
 import argparse
@@ -30,16 +33,21 @@ _MOVES = {M.UP: (-1, 0), M.DOWN: (1, 0), M.LEFT: (0, -1), M.RIGHT: (0, 1)}
 
 
 def _python_reward(grid, tokens):
+  """The authors' verifier: skipped ids dropped, moves before the first DONE, first arrival wins."""
   size = grid.shape[0]
+  kept = [t for t in tokens if 0 <= t < M.VOCAB_SIZE and t not in M.SKIPPED_TOKENS]
+  if M.DONE not in kept:
+    return 0.0
+  moves = kept[:kept.index(M.DONE)]
+  if any(t not in _MOVES for t in moves):
+    return 0.0
   r, c = 1, 1
-  for t in tokens:
-    if t == M.DONE:
-      return float((r, c) == (size - 2, size - 2))
-    if t not in _MOVES:
-      return 0.0
+  for t in moves:
     r, c = r + _MOVES[t][0], c + _MOVES[t][1]
     if not (0 <= r < size and 0 <= c < size) or grid[r][c] == M.CELL_WALL:
       return 0.0
+    if (r, c) == (size - 2, size - 2):
+      return 1.0
   return 0.0
 
 
@@ -94,11 +102,29 @@ def bench_size(size, batch, repeats, response_len=180, python_count=2000):
   return result
 
 
+def bench_generator(size, batch, repeats):
+  """Compile and run times of ``generate`` (both variants) on a batch of ``batch`` keys."""
+  keys = jax.random.split(jax.random.key(0), batch)
+  out = {"batch": batch}
+  for variant in M.VARIANTS:
+    gen = jax.jit(jax.vmap(lambda k, v=variant: M.generate(k, size, 0, v)))
+    t0 = time.perf_counter()
+    jax.block_until_ready(gen(keys))
+    first = time.perf_counter() - t0
+    rate = _rate(gen, (keys,), batch, repeats)
+    out[variant] = {"first_call_s": first, "batch_s": batch / rate, "mazes_per_s": rate}
+  return out
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--sizes", default="17,9", help="comma-separated odd maze sizes")
   parser.add_argument("--batch", type=int, default=4096)
   parser.add_argument("--repeats", type=int, default=5)
+  parser.add_argument("--gen_sizes", default="17,33,65",
+                      help="comma-separated sizes for the generator-only timings")
+  parser.add_argument("--gen_cells", type=int, default=1 << 18,
+                      help="batch of the generator timings: about this many cells in all")
   args = parser.parse_args()
   out = {
       "benchmark": "maze_env",
@@ -107,8 +133,12 @@ def main():
       "jax": jax.__version__,
       "sizes": {},
   }
-  for size in (int(s) for s in args.sizes.split(",")):
+  for size in (int(s) for s in args.sizes.split(",") if s):
     out["sizes"][str(size)] = bench_size(size, args.batch, args.repeats)
+  out["generator"] = {}
+  for size in (int(s) for s in args.gen_sizes.split(",") if s):
+    batch = max(1, args.gen_cells // M.num_cells(size) ** 2)
+    out["generator"][str(size)] = bench_generator(size, batch, min(args.repeats, 3))
   print(json.dumps(out, indent=2))
 
 

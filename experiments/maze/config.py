@@ -43,6 +43,14 @@ def _base() -> ml_collections.ConfigDict:
   c.maze.size = 17
   c.maze.extra_openings = 0
   c.maze.num_test = 256  # held-out test mazes (disjoint from the training stream)
+  # The authors' protocol (maxrl_jax.envs.maze): their verifier (the first arrival at the goal
+  # wins; "end_on_goal" is the stricter earlier rule), their generator (cell-frontier Prim grown
+  # from the start cell; "random_root" is the earlier one), up to 180 response tokens, and
+  # rollouts that stop at <eos>.
+  c.maze.reward_rule = "first_arrival"
+  c.maze.generator = "from_start"
+  c.maze.response_budget = 180  # 0: the longest BFS answer, 2 m^2 tokens (128 for 17x17)
+  c.maze.stop_tokens = ("<eos>",)
 
   # Policy: Qwen2-style decoder (maxrl_jax.models.transformer.DecoderConfig fields).
   c.model = ml_collections.ConfigDict()
@@ -117,6 +125,10 @@ def _shrink_to_cpu(c: ml_collections.ConfigDict) -> None:
   c.maze.size = 9  # 4x4 cells: 100,352 perfect mazes (7x7 has 192, too few to hold out 64)
   c.maze.extra_openings = 0
   c.maze.num_test = 64
+  # Shorter rollouts for speed: the longest BFS answer (32 tokens at 9x9), and a rollout ends
+  # at DONE as well as <eos> (the verifier looks only at the tokens before the first DONE).
+  c.maze.response_budget = 0
+  c.maze.stop_tokens = ("DONE", "<eos>")
   c.model.num_layers = 2
   c.model.hidden_dim = 64
   c.model.mlp_dim = 192

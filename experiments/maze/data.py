@@ -37,17 +37,43 @@ _EPOCH_STREAM = 0x6570  # fold_in tag of the data-scarce epoch permutations
 
 @dataclasses.dataclass(frozen=True)
 class MazeTask:
-  """Mazes of one size from one seed; hashable (usable as a static jit argument)."""
+  """Mazes of one size from one seed; hashable (usable as a static jit argument).
+
+  Fields after ``num_test`` pick the experiment's protocol; the defaults are the authors'
+  (paper section 6.2): ``reward_rule`` names the verifier (``maze.RULES``), ``generator`` the
+  maze generator (``maze.VARIANTS``), ``response_budget`` the most response tokens sampled
+  (0: the longest BFS answer, ``maze.max_response_length(size)``; the paper samples up to 180),
+  ``stop`` the names of the tokens that end a rollout (the paper's rollouts stop at ``<eos>``).
+  """
   size: int
   extra_openings: int = 0
   seed: int = 0
   num_test: int = 256
+  reward_rule: str = "first_arrival"
+  generator: str = "from_start"
+  response_budget: int = 0
+  stop: tuple[str, ...] = ("<eos>",)
+
+  def __post_init__(self):
+    maze.check_size(self.size)
+    maze.check_rule(self.reward_rule)
+    maze.check_variant(self.generator)
+    if self.response_budget and self.response_budget < maze.max_response_length(self.size):
+      raise ValueError(
+          f"response_budget {self.response_budget} is shorter than the longest BFS answer "
+          f"({maze.max_response_length(self.size)} tokens for {self.size}x{self.size}); use 0 "
+          "for that length")
+    if not self.stop or any(name not in maze.VOCAB for name in self.stop):
+      raise ValueError(f"stop must name tokens of the maze vocabulary, got {self.stop!r}")
 
   @classmethod
   def from_config(cls, config) -> "MazeTask":
-    maze.check_size(config.maze.size)
-    return cls(size=int(config.maze.size), extra_openings=int(config.maze.extra_openings),
-               seed=int(config.seed), num_test=int(config.maze.num_test))
+    c = config.maze
+    return cls(size=int(c.size), extra_openings=int(c.extra_openings), seed=int(config.seed),
+               num_test=int(c.num_test), reward_rule=str(c.get("reward_rule", "first_arrival")),
+               generator=str(c.get("generator", "from_start")),
+               response_budget=int(c.get("response_budget", 0)),
+               stop=tuple(str(s) for s in c.get("stop_tokens", ("<eos>",))))
 
   # Token layout.
   @property
@@ -60,13 +86,13 @@ class MazeTask:
 
   @property
   def max_response_length(self) -> int:
-    """Response budget: the longest BFS answer (``2 m^2`` tokens incl. ``DONE <eos>``)."""
-    return maze.max_response_length(self.size)
+    """Response budget: ``response_budget``, or the longest BFS answer (``2 m^2`` tokens)."""
+    return self.response_budget or maze.max_response_length(self.size)
 
   @property
   def stop_tokens(self) -> tuple[int, ...]:
-    """Rollouts stop at the first ``DONE`` (the verifier ignores what follows) or ``<eos>``."""
-    return (maze.DONE, maze.EOS)
+    """Ids of the ``stop`` tokens (the sampler keeps the stop token in the response)."""
+    return tuple(maze.VOCAB[name] for name in self.stop)
 
   @property
   def pad_id(self) -> int:
@@ -84,7 +110,7 @@ class MazeTask:
     pad = -len(flat) % GEN_BLOCK
     padded = np.concatenate([flat, np.zeros((pad,), np.int32)])
     blocks = [np.asarray(maze.train_mazes(self.seed, padded[i:i + GEN_BLOCK], self.size,
-                                          self.extra_openings))
+                                          self.extra_openings, self.generator))
               for i in range(0, len(padded), GEN_BLOCK)]
     out = np.concatenate(blocks, 0)[: len(flat)]
     return out.reshape(indices.shape + (self.size, self.size))
@@ -123,7 +149,7 @@ class MazeTask:
 
   def test_grids(self) -> np.ndarray:
     """The ``num_test`` held-out test mazes (host array, computed once per task)."""
-    return _test_grids(self.num_test, self.size, self.seed, self.extra_openings)
+    return _test_grids(self.num_test, self.size, self.seed, self.extra_openings, self.generator)
 
   # Tokens and rewards (jittable, batched).
   @staticmethod
@@ -136,13 +162,12 @@ class MazeTask:
     """BFS shortest paths ``int32 [B, max_response_length]`` (moves, ``DONE <eos>``, padding)."""
     return jax.vmap(maze.shortest_path)(grids)
 
-  @staticmethod
-  def rewards(grids: jax.Array, responses: jax.Array) -> jax.Array:
+  def rewards(self, grids: jax.Array, responses: jax.Array) -> jax.Array:
     """Verifier rewards ``float32 [B, N]`` for responses ``[B, N, L]`` on grids ``[B, S, S]``."""
-    per_maze = jax.vmap(maze.reward, in_axes=(None, 0))
+    per_maze = jax.vmap(functools.partial(maze.reward, rule=self.reward_rule), in_axes=(None, 0))
     return jax.vmap(per_maze)(grids, responses).astype(jnp.float32)
 
 
 @functools.lru_cache(maxsize=16)
-def _test_grids(num: int, size: int, seed: int, extra_openings: int) -> np.ndarray:
-  return np.asarray(maze.test_mazes(num, size, seed, extra_openings))
+def _test_grids(num: int, size: int, seed: int, extra_openings: int, generator: str) -> np.ndarray:
+  return np.asarray(maze.test_mazes(num, size, seed, extra_openings, variant=generator))
