@@ -54,10 +54,14 @@ class SampleOutput(NamedTuple):
   logprobs: Array
 
 
-def rollout_keys(key: Array, num_prompts: int, num_samples: int) -> Array:
-  """Per-(prompt, rollout) keys ``fold_in(fold_in(key, b), n)``, shape ``[B, N]`` (+ key data)."""
+def rollout_keys(key: Array, num_prompts: int, num_samples: int, first_prompt=0) -> Array:
+  """Per-(prompt, rollout) keys ``fold_in(fold_in(key, first_prompt + b), n)``, ``[B, N]``.
+
+  ``first_prompt`` (may be traced) numbers the prompts of a chunk of a larger batch, so sampling
+  the batch in chunks draws exactly the rollouts of sampling it at once.
+  """
   fold = jax.vmap(jax.random.fold_in, in_axes=(None, 0))
-  kb = fold(key, jnp.arange(num_prompts))
+  kb = fold(key, first_prompt + jnp.arange(num_prompts))
   return jax.vmap(fold, in_axes=(0, None))(kb, jnp.arange(num_samples))
 
 
@@ -173,7 +177,7 @@ def _sample_uncached(params, cfg, prompts, keys, max_new_tokens, temperature, st
 def sample(params: Any, cfg: DecoderConfig, prompts: Array, key: Array, *, num_samples: int,
            max_new_tokens: int, temperature: float = 1.0, stop_tokens: Sequence[int] = (),
            pad_id: int = 0, share_prompt: bool = True, use_cache: bool = True,
-           early_exit: bool = True, return_num_steps: bool = False):
+           early_exit: bool = True, return_num_steps: bool = False, first_prompt=0):
   """Draws ``num_samples`` rollouts per prompt from ``softmax(logits / temperature)``.
 
   Jitted (static: ``cfg``, the sizes, ``stop_tokens``, ``pad_id`` and the flags); may also be
@@ -195,6 +199,8 @@ def sample(params: Any, cfg: DecoderConfig, prompts: Array, key: Array, *, num_s
       (reference/benchmark; implies a repeated prompt).
     early_exit: stop the loop once every rollout has stopped (the outputs do not depend on it).
     return_num_steps: also return the number of decoding steps the loop ran (int32 scalar).
+    first_prompt: index of ``prompts[0]`` in a larger batch sampled in chunks (int, may be
+      traced): prompt ``b`` then uses ``fold_in(key, first_prompt + b)``.
 
   Returns:
     ``SampleOutput`` with ``[B, N, max_new_tokens]`` tokens, mask and log-probs (and the step
@@ -211,7 +217,7 @@ def sample(params: Any, cfg: DecoderConfig, prompts: Array, key: Array, *, num_s
                            max_new_tokens=max_new_tokens,
                            stop_tokens=tuple(int(s) for s in stop_tokens), pad_id=int(pad_id),
                            share_prompt=share_prompt, use_cache=use_cache,
-                           early_exit=early_exit)
+                           early_exit=early_exit, first_prompt=first_prompt)
   return (out, steps) if return_num_steps else out
 
 
@@ -219,11 +225,11 @@ def sample(params: Any, cfg: DecoderConfig, prompts: Array, key: Array, *, num_s
     "cfg", "num_samples", "max_new_tokens", "stop_tokens", "pad_id", "share_prompt", "use_cache",
     "early_exit"))
 def _sample_jit(params, cfg, prompts, key, temperature, *, num_samples, max_new_tokens,
-                stop_tokens, pad_id, share_prompt, use_cache, early_exit):
+                stop_tokens, pad_id, share_prompt, use_cache, early_exit, first_prompt=0):
   chex.assert_rank(prompts, 2)
   b = prompts.shape[0]
   prompts = prompts.astype(jnp.int32)
-  keys = rollout_keys(key, b, num_samples)
+  keys = rollout_keys(key, b, num_samples, first_prompt)
   args = (max_new_tokens, temperature, stop_tokens, pad_id, early_exit)
   if not use_cache:
     out, steps = _sample_uncached(params, cfg, prompts, keys, *args)

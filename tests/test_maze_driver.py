@@ -10,9 +10,11 @@ import pytest
 
 from experiments.maze import config as maze_config
 from experiments.maze import plots
+from experiments.maze import runs
 from experiments.maze import sweep
 from experiments.maze import train
 from maxrl_jax.train import logs
+from maxrl_jax.train import loop
 from maxrl_jax.train.errors import ConfigError
 
 
@@ -24,12 +26,17 @@ def test_presets_build_and_validate():
   for preset in maze_config.PRESETS:
     cfg = maze_config.get_config(preset)
     assert cfg.preset == preset
-    if preset.startswith(("smoke", "cpu")):
-      train.validate(cfg)
+    runs.validate(cfg)
   paper = maze_config.get_config("paper")
   assert (paper.maze.size, paper.model.num_layers, paper.model.hidden_dim) == (17, 4, 256)
   assert (paper.sft.steps, paper.sft.batch_size, paper.sft.learning_rate) == (1500, 32, 5e-4)
-  assert (paper.rl.batch_size, paper.rl.num_rollouts, paper.rl.steps) == (32, 128, 20000)
+  assert (paper.rl.max_grad_norm, paper.rl.weight_decay, paper.rl.loss_aggregation) == (
+      1.0, 0.01, "token_mean")
+  assert tuple(paper.sft.betas) == (0.9, 0.95) and paper.sft.max_grad_norm == 1.0
+  assert paper.rl.estimator_options.grpo.std == "sample"
+  table3 = maze_config.get_config("paper_table3")
+  assert (table3.sweep.batch_size, tuple(table3.sweep.num_rollouts), table3.sweep.steps) == (
+      32, (128,), 20000)
   assert tuple(paper.sweep.num_rollouts) == (4, 8, 16, 32, 64, 128)
   assert paper.sweep.batch_size == 256 and paper.sweep.steps >= 9000
   assert paper.eval.num_samples == 2048 and tuple(paper.eval.ks) == (1, 32, 128, 256, 1024, 2048)
@@ -50,16 +57,31 @@ def test_config_errors_name_the_field(field, value, match):
   section, name = field.split(".")
   cfg[section][name] = value
   with pytest.raises(ConfigError, match=match):
-    train.validate(cfg)
+    runs.validate(cfg)
+
+
+@pytest.mark.parametrize("field,value", [
+    ("rl.temperature", 0.0), ("eval.temperature", -1.0), ("eval.ks", (0, 8)), ("seed", -1),
+    ("rl.batch_size", 64),  # set per run by sweep.batch_size: an override would be ignored
+    ("rl.grad_mazes", 3),  # must divide the batch of 8
+])
+def test_invalid_fields_fail_before_compiling(field, value):
+  cfg = _smoke()
+  if "." in field:
+    section, name = field.split(".")
+    cfg[section][name] = value
+  else:
+    cfg[field] = value
+  with pytest.raises(ConfigError, match=f"config.{field}"):
+    runs.validate(cfg)
 
 
 def test_estimator_option_errors_name_the_field():
   cfg = _smoke()
   cfg.sweep.estimators = ("maxrl_truncated",)
-  cfg.rl.estimator = "maxrl_truncated"
-  cfg.rl.estimator_options.truncation = 8  # > N = 2, 4
-  with pytest.raises(ConfigError, match="config.rl.estimator_options"):
-    train.validate(cfg)
+  cfg.rl.estimator_options = {"maxrl_truncated": {"truncation": 8}}  # > N = 2, 4
+  with pytest.raises(ConfigError, match="config.rl.estimator_options.maxrl_truncated"):
+    runs.validate(cfg)
 
 
 def test_data_is_a_function_of_the_step():
@@ -80,7 +102,7 @@ def test_data_is_a_function_of_the_step():
 def test_sft_raises_the_pass_rate(tmp_path):
   cfg = _smoke()
   workdir = str(tmp_path / "sft")
-  _, summary = train.sft(cfg, workdir)
+  summary = train.sft(cfg, workdir).summary
   history = logs.read_metrics(workdir)
   start = history[0]
   assert start["step"] == 0 and "eval/test/pass@1" in start
@@ -92,14 +114,14 @@ def test_sft_raises_the_pass_rate(tmp_path):
   probs = [r["train/bfs_answer_prob"] for r in history if "train/bfs_answer_prob" in r]
   assert probs[-1] > 5 * probs[0]
   # A second call finds the finished stage and trains nothing.
-  _, again = train.sft(cfg, workdir)
-  assert again == json.load(open(os.path.join(workdir, "summary.json")))
+  again = train.sft(cfg, workdir)
+  assert again.state is not None and again.summary == json.load(open(os.path.join(workdir, "summary.json")))
 
 
 def test_smoke_sweep_end_to_end_with_interruption(tmp_path, capsys):
   cfg = _smoke()
   workdir = str(tmp_path / "sweep")
-  names = [name for _, _, name in train.grid_runs(cfg)]
+  names = [name for _, _, name in runs.grid_runs(cfg)]
   assert names == ["maxrl_n2", "maxrl_n4", "rloo_n2", "rloo_n4"]
 
   # 1st invocation: SFT and the first run only.
@@ -108,9 +130,20 @@ def test_smoke_sweep_end_to_end_with_interruption(tmp_path, capsys):
   first_summary = os.path.join(sweep.run_dir(workdir, "maxrl_n2"), "summary.json")
   first_mtime = os.stat(first_summary).st_mtime_ns
 
-  # 2nd invocation: the second run is interrupted after 2 of its 4 steps.
-  out = sweep.run_sweep(cfg, workdir, max_new_runs=1, stop_step=2)
-  assert not out["complete"]
+  # 2nd invocation: the second run is preempted (as by SIGTERM) after 2 of its 4 steps.
+  class StopAtStep2(loop.PreemptionGuard):
+    def should_stop(self, step=None):
+      if step is not None and step >= 2:
+        self.request()
+      return self.requested
+
+  loop.install(StopAtStep2())
+  try:
+    out = sweep.run_sweep(cfg, workdir)
+  finally:
+    loop.install(None)
+  assert not out["complete"] and out["preempted"]
+  assert list(out["runs"]) == ["maxrl_n2"]  # stopped at the preempted run, nothing after it
   second = sweep.run_dir(workdir, "maxrl_n4")
   assert train.read_summary(second) is None
   assert os.path.isdir(os.path.join(second, "checkpoints", "2"))
@@ -119,7 +152,7 @@ def test_smoke_sweep_end_to_end_with_interruption(tmp_path, capsys):
   # 3rd invocation: finished runs are skipped, the interrupted one resumes, the rest run.
   out = sweep.run_sweep(cfg, workdir)
   printed = capsys.readouterr().out
-  assert "maxrl_n2: complete, skipped" in printed
+  assert "[maze rl maxrl N=2] complete at step 4" in printed
   assert f"resumed from step 2 in {second}" in printed
   assert out["complete"]
   assert os.stat(first_summary).st_mtime_ns == first_mtime
@@ -128,6 +161,7 @@ def test_smoke_sweep_end_to_end_with_interruption(tmp_path, capsys):
     assert s is not None and s["step"] == cfg.sweep.steps
     assert set(s["eval"]) >= {"eval/test/pass@1", "eval/test/pass@32"}
     assert all(0.0 <= v <= 1.0 for v in s["eval"].values())
+    assert s["eval"]["eval/test/best@32"] <= s["eval"]["eval/test/pass@32"] + 1e-12
   resumed = logs.read_metrics(second)
   assert [r["step"] for r in resumed if "loss" in r] == [1, 2, 3, 4]
   # Every run starts from the shared SFT evaluation at step 0.

@@ -11,7 +11,7 @@ import jax
 import numpy as np
 
 from maxrl_jax.train import logs
-from maxrl_jax.train import toy
+from examples import toy_trainer as toy
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TIMEOUT_S = 240  # Generous: two cold JAX starts and compiles on a loaded 2-core machine.
@@ -40,7 +40,7 @@ def _launch_two_processes(workdir: str, meanwhile=lambda: None) -> tuple[list[in
                     JAX_PROCESS_ID="1")]
   procs = [
       subprocess.Popen(
-          [sys.executable, "-m", "maxrl_jax.train.toy", f"--workdir={workdir}",
+          [sys.executable, "-m", "examples.toy_trainer", f"--workdir={workdir}",
            f"--steps={STEPS}"] + flags,
           cwd=REPO, env=proc_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
       for flags, proc_env in zip(commands, envs)

@@ -10,7 +10,7 @@ import pytest
 
 from maxrl_jax.train import checkpoint as checkpoint_lib
 from maxrl_jax.train import mesh as mesh_lib
-from maxrl_jax.train import toy
+from examples import toy_trainer as toy
 
 
 def _state(mesh, scale=1.0):

@@ -17,7 +17,7 @@ from maxrl_jax.train import checkpoint as checkpoint_lib
 from maxrl_jax.train import logs
 from maxrl_jax.train import loop
 from maxrl_jax.train import mesh as mesh_lib
-from maxrl_jax.train import toy
+from examples import toy_trainer as toy
 from maxrl_jax.train.errors import ConfigError, NonFiniteError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -224,7 +224,7 @@ def _wait_for(path, proc, timeout):
 def test_sigterm_then_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path):
   steps = 48
   workdir = str(tmp_path / "preempted")
-  cmd = [sys.executable, "-m", "maxrl_jax.train.toy", f"--workdir={workdir}", f"--steps={steps}",
+  cmd = [sys.executable, "-m", "examples.toy_trainer", f"--workdir={workdir}", f"--steps={steps}",
          "--checkpoint_every=8", "--chunk_steps=4", "--chunk_sleep=0.5"]
   # The environment carries conftest's 8 fake CPU devices.
   proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,

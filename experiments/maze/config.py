@@ -1,4 +1,5 @@
-"""Presets for the maze driver (SPEC section 4.3).
+"""Presets for the maze driver (paper section 6.2, appendices E.1 and L; the authors' code where
+the text is silent or differs).
 
 Select one with ``--config=experiments/maze/config.py:<preset>``:
 
@@ -6,7 +7,10 @@ Select one with ``--config=experiments/maze/config.py:<preset>``:
   hidden 256, MLP 1024, GQA 4/2, RoPE 1e6, bf16 compute), SFT 1,500 steps at batch 32 with AdamW
   lr 5e-4, then the scaling sweep: estimators {maxrl, grpo, rloo} x N in {4, 8, ..., 128},
   batch 256 mazes, lr 1e-4, 9,000 steps; pass@k on 256 held-out mazes from 2,048 samples.
-  (The paper's default single RL run, batch 32 x 128 rollouts for 20,000 steps, is ``rl``.)
+  SFT and RL use the authors' optimiser settings (AdamW, clipping at 1.0, weight decay 0.01),
+  token-mean RL loss, GRPO with the sample std, MaxRL with eps 1e-6.
+* ``paper_table3``: the paper's default setting (Table 3, Figure 18): batch 32 mazes x 128
+  rollouts, 20,000 steps, every sweep estimator from one SFT checkpoint.
 * ``cpu``: the same pipeline sized for two CPU cores (small mazes, a tiny decoder, a short SFT
   that leaves the pass rate low-to-moderate so RL has room to improve), N in {4, 16, 64}.
 * ``smoke``: seconds; used by the tests.
@@ -21,8 +25,10 @@ RL run with ``config.rl``).
 """
 
 import ml_collections
+from ml_collections.config_dict import placeholder
 
-PRESETS = ("paper", "cpu", "smoke", "paper_scarce", "cpu_scarce", "smoke_scarce")
+PRESETS = ("paper", "paper_table3", "cpu", "smoke", "paper_scarce", "cpu_scarce",
+           "smoke_scarce")
 
 # k values of the paper's pass@k evaluation; only those <= the number of samples are reported.
 PAPER_KS = (1, 32, 128, 256, 1024, 2048)
@@ -64,29 +70,50 @@ def _base() -> ml_collections.ConfigDict:
   c.model.max_len = 512
   c.model.dtype = "bfloat16"
   c.model.param_dtype = "float32"
+  c.model.remat = False  # rematerialise decoder blocks in the backward pass (memory)
 
   # Stage 1: next-token cross-entropy on BFS shortest paths, masked to the response.
   c.sft = ml_collections.ConfigDict()
   c.sft.steps = 1500
   c.sft.batch_size = 32
   c.sft.learning_rate = 5e-4
+  # The authors' maze/sft.py: AdamW betas (0.9, 0.95), weight decay 0.01, clipping at 1.0.
+  c.sft.betas = (0.9, 0.95)
   c.sft.weight_decay = 0.01
+  c.sft.max_grad_norm = 1.0
   c.sft.warmup_steps = 0
+  # A Hugging Face Qwen2 checkpoint directory (config.json + model.safetensors, e.g. the
+  # authors' maze/ckpt-1500) to start RL from instead of training stage 1 ("": train SFT).
+  c.sft.init_from_hf = ""
   c.sft.chunk_steps = 50
   c.sft.eval_every = 500  # steps between pass@k evaluations (0: only at the end)
   c.sft.checkpoint_every = 500
 
   # Stage 2: fully on-policy RL (one AdamW update per batch of rollouts).
   c.rl = ml_collections.ConfigDict()
-  c.rl.estimator = "maxrl"  # any maxrl_jax.estimators.METHODS name
-  c.rl.estimator_options = ml_collections.ConfigDict()  # e.g. {"std": "sample"} for grpo
-  c.rl.num_rollouts = 128
-  c.rl.batch_size = 32  # mazes per step (sharded over the "data" mesh axis)
+  # estimator / num_rollouts / batch_size / steps are set per run by config.sweep (experiments
+  # "sweep" and "data_scarce"); only experiment "single" reads them (set them on the command
+  # line). Overriding them in a sweep is refused.
+  c.rl.estimator = placeholder(str)  # any maxrl_jax.estimators.METHODS name
+  c.rl.num_rollouts = placeholder(int)
+  c.rl.batch_size = placeholder(int)  # mazes per step (sharded over the "data" mesh axis)
+  c.rl.steps = placeholder(int)
+  # Options per estimator, {estimator: {option: value}} (the authors' code: GRPO with the
+  # sample std, MaxRL's denominator K/N + 1e-6).
+  c.rl.estimator_options = ml_collections.ConfigDict(
+      {"grpo": {"std": "sample", "eps": 1e-6}, "maxrl": {"eps": 1e-6}})
+  # The authors' verl settings: AdamW betas (0.9, 0.999), weight decay 0.01, clipping at 1.0,
+  # token-mean loss (sum of -A log pi over the batch's response tokens / their number).
   c.rl.learning_rate = 1e-4
-  c.rl.weight_decay = 0.0
-  c.rl.max_grad_norm = 0.0  # 0: no clipping
+  c.rl.betas = (0.9, 0.999)
+  c.rl.weight_decay = 0.01
+  c.rl.max_grad_norm = 1.0  # 0: no clipping
+  c.rl.loss_aggregation = "token_mean"  # or "sequence_mean"
   c.rl.temperature = 1.0
-  c.rl.steps = 20000
+  # Memory: sample this many mazes at a time, accumulate gradients over micro-batches of this
+  # many mazes (0: the whole batch). The update equals the unchunked one.
+  c.rl.sample_mazes = 32
+  c.rl.grad_mazes = 4
   c.rl.chunk_steps = 10
   c.rl.eval_every = 1000
   c.rl.checkpoint_every = 1000
@@ -142,12 +169,11 @@ def _shrink_to_cpu(c: ml_collections.ConfigDict) -> None:
   c.sft.chunk_steps = 50
   c.sft.eval_every = 0
   c.sft.checkpoint_every = 200
-  c.rl.num_rollouts = 16
-  c.rl.batch_size = 8
+  c.rl.sample_mazes = 0  # the whole (small) batch at once
+  c.rl.grad_mazes = 0
   # 1e-3 collapses the policy within ~10 steps at N = 4 (reward 0 for every rollout, no gradient
   # left); 1e-4 moves too little in 100 steps; 3e-4 improves pass@1 for every estimator.
   c.rl.learning_rate = 3e-4
-  c.rl.steps = 100
   c.rl.chunk_steps = 25
   c.rl.eval_every = 25
   c.rl.checkpoint_every = 50
@@ -179,9 +205,6 @@ def _shrink_to_smoke(c: ml_collections.ConfigDict) -> None:
   c.sft.chunk_steps = 50
   c.sft.eval_every = 0
   c.sft.checkpoint_every = 150
-  c.rl.num_rollouts = 4
-  c.rl.batch_size = 8
-  c.rl.steps = 4
   c.rl.chunk_steps = 2
   c.rl.eval_every = 2
   c.rl.checkpoint_every = 2
@@ -208,6 +231,13 @@ def get_config(preset: str = "cpu") -> ml_collections.ConfigDict:
   c = _base()
   if preset == "paper":
     pass
+  elif preset == "paper_table3":
+    # The paper's default setting (Table 3, Figure 18): batch 32 mazes x 128 rollouts, 20,000
+    # steps, every estimator of Table 3 from the same SFT checkpoint.
+    c.preset = "paper_table3"
+    c.sweep.num_rollouts = (128,)
+    c.sweep.batch_size = 32
+    c.sweep.steps = 20000
   elif preset == "cpu":
     _shrink_to_cpu(c)
   elif preset == "smoke":
@@ -215,7 +245,6 @@ def get_config(preset: str = "cpu") -> ml_collections.ConfigDict:
   elif preset == "paper_scarce":
     _data_scarce(c)
     c.rl.train_set_size = 256  # 256 mazes x 128 rollouts, 50 epochs at batch 32 = 400 steps
-    c.rl.steps = 400
     c.sweep.num_rollouts = (128,)
     c.sweep.batch_size = 32
     c.sweep.steps = 400

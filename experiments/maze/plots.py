@@ -14,7 +14,6 @@ Everything here only reads files, so the notebook and ``draw_all`` share it.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
@@ -22,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from maxrl_jax.train import files
 from maxrl_jax.train import logs
 
 FIG3 = "maze_fig3_neglog_passk_vs_n.png"
@@ -40,11 +40,7 @@ def _color(estimator: str) -> str:
 
 
 def _read_json(path: str) -> dict | None:
-  try:
-    with open(path, encoding="utf-8") as f:
-      return json.load(f)
-  except (OSError, ValueError):
-    return None
+  return files.read_json(path)
 
 
 def load_sweep(workdir: str) -> dict[str, Any]:
@@ -56,16 +52,16 @@ def load_sweep(workdir: str) -> dict[str, Any]:
   """
   out = {"config": _read_json(os.path.join(workdir, "config.json")),
          "sft": _read_json(os.path.join(workdir, "sft", "summary.json")), "runs": {}}
-  rl_root = os.path.join(workdir, "rl")
-  if not os.path.isdir(rl_root):
+  rl_root = files.as_path(workdir) / "rl"
+  if not rl_root.is_dir():
     return out
-  for name in sorted(os.listdir(rl_root)):
+  for name in sorted(p.name for p in rl_root.iterdir()):
     m = _RUN_RE.match(name)
-    rdir = os.path.join(rl_root, name)
-    if not m or not os.path.isdir(rdir):
+    rdir = str(rl_root / name)
+    if not m or not (rl_root / name).is_dir():
       continue
     history = []
-    if os.path.exists(os.path.join(rdir, logs.METRICS_FILE)):
+    if files.exists(os.path.join(rdir, logs.METRICS_FILE)):
       history = logs.read_metrics(rdir)
     summary = _read_json(os.path.join(rdir, "summary.json"))
     out["runs"][name] = {"estimator": m["estimator"], "n": int(m["n"]),
@@ -153,7 +149,7 @@ def figure_neglog_vs_n(sweep: dict, path: str) -> str | None:
   fig.suptitle("Maze: -log pass@k after RL against training rollouts N (lower is better)",
                fontsize=10)
   fig.tight_layout()
-  fig.savefig(path, dpi=110)
+  files.savefig(fig, path, dpi=110)
   plt.close(fig)
   return path
 
@@ -185,7 +181,7 @@ def figure_passk_vs_steps(sweep: dict, path: str) -> str | None:
   axes[0][-1].legend(fontsize=8)
   fig.suptitle("Maze: test pass@k during RL", fontsize=10)
   fig.tight_layout()
-  fig.savefig(path, dpi=110)
+  files.savefig(fig, path, dpi=110)
   plt.close(fig)
   return path
 
@@ -220,7 +216,7 @@ def figure_data_scarce(sweep: dict, path: str) -> str | None:
   fig.suptitle(f"Maze, data-scarce regime: RL for many epochs on {m} fixed training mazes",
                fontsize=10)
   fig.tight_layout()
-  fig.savefig(path, dpi=110)
+  files.savefig(fig, path, dpi=110)
   plt.close(fig)
   return path
 
@@ -250,7 +246,6 @@ def draw_all(workdir: str) -> dict[str, Any]:
   """
   sweep = load_sweep(workdir)
   figdir = os.path.join(workdir, "figures")
-  os.makedirs(figdir, exist_ok=True)
   experiment = (sweep.get("config") or {}).get("experiment", "sweep")
   figures = []
   if experiment == "data_scarce":
@@ -262,6 +257,5 @@ def draw_all(workdir: str) -> dict[str, Any]:
   if experiment == "data_scarce":
     text = "Test mazes:\n\n" + text + "\nTraining mazes:\n\n" + table_markdown(sweep, "train")
   table = os.path.join(workdir, TABLE)
-  with open(table, "w", encoding="utf-8") as f:
-    f.write(text)
+  files.write_text(table, text)
   return {"figures": [f for f in figures if f], "table": table}

@@ -1,6 +1,6 @@
-"""The maze sweep: one SFT checkpoint, then every (estimator, N) RL run, then the figures.
+"""The maze orchestrator: one SFT stage, then every (estimator, N) RL run, then the figures.
 
-Workdir layout (every run in its own directory, each resumable on its own)::
+Workdir layout (every stage in its own directory, each resumable on its own)::
 
   <workdir>/config.json
   <workdir>/sft/                 stage 1: checkpoints/, metrics.jsonl, tb/, summary.json
@@ -8,83 +8,89 @@ Workdir layout (every run in its own directory, each resumable on its own)::
   <workdir>/figures/*.png, <workdir>/table.md
   <workdir>/summary.json         the final numbers of every run (written when all are complete)
 
-A run whose directory holds a complete ``summary.json`` is skipped; an interrupted run resumes
-from its latest checkpoint. Running the same command again therefore finishes whatever is left
-and redraws the figures. ``config.experiment == "data_scarce"`` uses the same machinery with a
-fixed training set (``config.rl.train_set_size``) and also evaluates on the training mazes.
+A stage whose directory holds a complete ``summary.json`` is skipped; an interrupted one resumes
+from its latest checkpoint. The orchestrator stops at the first preempted stage (SIGTERM) and
+never starts RL from an SFT stage that is not complete. Running the same command again finishes
+whatever is left and redraws the figures.
 """
 
 from __future__ import annotations
 
-import os
 import time
 
 import jax
 import ml_collections
 
 from experiments.maze import plots
+from experiments.maze import runs as runs_lib
 from experiments.maze import train
+from maxrl_jax.train import files
 from maxrl_jax.train import logs
 from maxrl_jax.train import mesh as mesh_lib
+from maxrl_jax.train import stage as stage_lib
 
 
 def sft_dir(workdir: str) -> str:
-  return os.path.join(workdir, "sft")
+  return str(files.as_path(workdir) / "sft")
 
 
 def run_dir(workdir: str, name: str) -> str:
-  return os.path.join(workdir, "rl", name)
+  return str(files.as_path(workdir) / "rl" / name)
 
 
 def run_sweep(config: ml_collections.ConfigDict, workdir: str, *, mesh=None,
-              max_new_runs: int | None = None, stop_step: int | None = None) -> dict:
+              max_new_runs: int | None = None) -> dict:
   """SFT, the RL grid of ``config`` and the figures, in ``workdir`` (resumable).
 
   Args:
     config: a maze config (``experiment`` "sweep", "data_scarce" or "single").
-    workdir: output directory.
+    workdir: output directory (any epath path, e.g. ``gs://``).
     mesh: device mesh (default: all devices on the "data" axis).
-    max_new_runs: start at most this many RL runs that were not already complete, then stop
-      (None: all). With ``stop_step``, for tests and for splitting a sweep over several jobs.
-    stop_step: stop each started RL run at this step (it stays resumable; no summary).
+    max_new_runs: start at most this many RL runs that were not already complete (None: all);
+      for splitting a sweep over several jobs.
 
   Returns:
-    The sweep summary (also written to ``workdir/summary.json`` once every run is complete):
-    ``{"complete", "sft": {...}, "runs": {name: run summary}, "figures": [...], "table": path,
-    "wall_s"}``.
+    ``{"complete", "preempted", "sft": {...}, "runs": {name: run summary}, "figures": [...],
+    "table": path, ...}`` (also written to ``workdir/summary.json`` once every run is complete).
   """
-  mesh = mesh if mesh is not None else train.make_mesh()
-  train.validate(config, mesh)
+  mesh = mesh if mesh is not None else mesh_lib.make_mesh()
+  runs_lib.validate(config, mesh)
   t0 = time.time()
-  os.makedirs(workdir, exist_ok=True)
   if mesh_lib.is_chief():
-    with logs.MetricWriter(workdir, tensorboard=False) as w:
-      w.write_config(config)
-  sft_params, sft_summary = train.sft(config, sft_dir(workdir), mesh=mesh)
-  initial = {k: v for k, v in sft_summary.get("eval", {}).items()}
-  runs = {}
+    files.write_json(files.as_path(workdir) / logs.CONFIG_FILE, logs.config_to_dict(config))
+  out = {"complete": False, "preempted": False, "experiment": config.experiment,
+         "preset": config.preset, "runs": {}}
+  sft = train.sft(config, sft_dir(workdir), mesh=mesh)
+  out["sft"] = sft.summary
+  if not sft.complete:  # preempted: never start RL from a half-trained model
+    out["preempted"] = sft.preempted
+    return out
+  initial = dict(sft.summary.get("eval", {}))
   started = 0
-  for estimator, n, name in train.grid_runs(config):
+  grid = runs_lib.grid_runs(config)
+  for estimator, n, name in grid:
     rdir = run_dir(workdir, name)
-    done = train.read_summary(rdir)
-    if done is not None:
-      print(f"[maze sweep] {name}: complete, skipped", flush=True)
-      runs[name] = done
-      continue
-    if max_new_runs is not None and started >= max_new_runs:
-      continue
-    started += 1
-    cfg = train.rl_config(config, estimator, n)
-    _, summary = train.rl(cfg, rdir, sft_params, mesh=mesh, stop_step=stop_step,
-                          initial_eval=initial)
-    if summary.get("complete"):
-      runs[name] = summary
-  complete = len(runs) == len(train.grid_runs(config))
-  out = {"complete": complete, "experiment": config.experiment, "preset": config.preset,
-         "sft": sft_summary, "runs": runs, "this_invocation_wall_s": time.time() - t0}
-  if runs and mesh_lib.is_chief():
+    if stage_lib.read_summary(rdir) is None:
+      if max_new_runs is not None and started >= max_new_runs:
+        continue
+      started += 1
+    result = train.rl(runs_lib.rl_config(config, estimator, n), rdir, sft.state.params,
+                      mesh=mesh, initial_eval=initial)
+    if result.preempted:
+      out["preempted"] = True
+      return out
+    if result.complete:
+      out["runs"][name] = result.summary
+  out["complete"] = len(out["runs"]) == len(grid)
+  out["this_invocation_wall_s"] = time.time() - t0
+  if out["runs"] and mesh_lib.is_chief():
     out.update(plots.draw_all(workdir))
-  if complete:
-    train.write_json(os.path.join(workdir, train.SUMMARY_FILE), out)
+  if out["complete"] and mesh_lib.is_chief():
+    files.write_json(files.as_path(workdir) / stage_lib.SUMMARY_FILE, out)
   jax.effects_barrier()
   return out
+
+
+def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """The experiment ``config.experiment`` in ``workdir`` (resumable); returns its summary."""
+  return run_sweep(config, workdir)

@@ -1,8 +1,11 @@
 """Shared training infrastructure: device mesh, checkpoints, metrics/progress, the host loop.
 
 Modules: :mod:`~maxrl_jax.train.mesh`, :mod:`~maxrl_jax.train.checkpoint`,
-:mod:`~maxrl_jax.train.logs`, :mod:`~maxrl_jax.train.loop`, :mod:`~maxrl_jax.train.errors`, and
-:mod:`~maxrl_jax.train.toy` (a small reference problem that exercises all of them).
+:mod:`~maxrl_jax.train.logs`, :mod:`~maxrl_jax.train.loop`, :mod:`~maxrl_jax.train.errors`,
+:mod:`~maxrl_jax.train.files` (epath I/O, workdir lock), :mod:`~maxrl_jax.train.stage` (one
+stage's lifecycle, ``run_stage``), :mod:`~maxrl_jax.train.entry` (the drivers' entry point) and
+:mod:`~maxrl_jax.train.state` (the train state). ``examples/toy_trainer.py`` is a minimal
+example of the infrastructure.
 """
 
 from maxrl_jax.train.errors import ConfigError, NonFiniteError, require

@@ -248,6 +248,8 @@ def run_stage(
             on_chunk_end=chunk_end, meta_fn=meta_fn, guard=guard, log_every=stage.log_every,
             finite_keys=stage.finite_keys, on_metrics=metrics_hook)
         train_wall = time.time() - t0
+        if reason == COMPLETED and step == stage.total_steps and step not in ckpt.all_steps():
+          ckpt.save(step, state)  # e.g. a 0-step stage: its state must be restorable exactly
       summary = {"stage": stage.name, "step": int(step), "stopped": reason, "complete": False,
                  "train_wall_s": train_wall}
       summary.update(dict(summary_fields or {}))

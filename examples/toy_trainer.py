@@ -17,7 +17,7 @@ would read only those) and the global array is assembled with ``host_local_to_gl
 
 Command line (used by the multi-process and SIGTERM tests)::
 
-  python -m maxrl_jax.train.toy --workdir=/tmp/toy --steps=64 [--lr=0.05] \
+  python -m examples.toy_trainer --workdir=/tmp/toy --steps=64 [--lr=0.05] \
       [--coordinator_address=localhost:12345 --num_processes=2 --process_id=0]
 
 writes ``config.json``, ``metrics.jsonl``, ``tb/``, ``checkpoints/``, and (process 0) the final

@@ -1,0 +1,135 @@
+"""The maze experiment's runs and the validation of its config (every field, before compiling)."""
+
+from __future__ import annotations
+
+import ml_collections
+import numpy as np
+
+from experiments.maze import data as maze_data
+from experiments.maze import steps
+from maxrl_jax import estimators
+from maxrl_jax.train import mesh as mesh_lib
+from maxrl_jax.train.errors import ConfigError, require
+
+EXPERIMENTS = ("sweep", "data_scarce", "single")
+# rl.* fields that a sweep sets per run from sweep.*: an override of them would be ignored, so
+# it is refused (override the sweep.* field instead).
+SWEEP_SET = {"estimator": "sweep.estimators", "num_rollouts": "sweep.num_rollouts",
+             "batch_size": "sweep.batch_size", "steps": "sweep.steps"}
+AGGREGATIONS = ("token_mean", "sequence_mean")
+
+
+def grid_runs(config) -> list[tuple[str, int, str]]:
+  """The RL runs of the experiment: ``(estimator, num_rollouts, run name)``."""
+  if config.experiment == "single":
+    pairs = [(config.rl.estimator, int(config.rl.num_rollouts))]
+  else:
+    pairs = [(e, int(n)) for e in config.sweep.estimators for n in config.sweep.num_rollouts]
+  return [(e, n, f"{e}_n{n}") for e, n in pairs]
+
+
+def rl_config(config, estimator: str, num_rollouts: int) -> ml_collections.ConfigDict:
+  """One run's config: ``config.rl`` with the run's estimator, N (and the sweep's batch/steps)."""
+  c = ml_collections.ConfigDict(config.to_dict())
+  c.rl.estimator = estimator
+  c.rl.num_rollouts = int(num_rollouts)
+  if config.experiment != "single":
+    c.rl.batch_size = int(config.sweep.batch_size)
+    c.rl.steps = int(config.sweep.steps)
+  return c
+
+
+def _positive_int(value, field: str, low: int = 1) -> None:
+  require(isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= low,
+          field, f"must be an int >= {low}, got {value!r}")
+
+
+def validate(config, mesh=None) -> None:
+  """Raises ConfigError naming the field for any invalid value, before anything compiles."""
+  mesh = mesh if mesh is not None else mesh_lib.make_mesh()
+  require(config.experiment in EXPERIMENTS, "config.experiment",
+          f"must be one of {EXPERIMENTS}, got {config.experiment!r}")
+  _positive_int(config.seed, "config.seed", 0)
+  require(config.maze.size >= 5 and config.maze.size % 2 == 1, "config.maze.size",
+          f"must be odd and >= 5, got {config.maze.size}")
+  _positive_int(config.maze.num_test, "config.maze.num_test")
+  try:
+    task = maze_data.MazeTask.from_config(config)
+  except ValueError as e:
+    raise ConfigError("config.maze", str(e)) from e
+  need = task.prompt_length + task.max_response_length
+  require(config.model.max_len == 0 or config.model.max_len >= need, "config.model.max_len",
+          f"must be >= prompt ({task.prompt_length}) + response ({task.max_response_length}) "
+          f"= {need} tokens for {config.maze.size}x{config.maze.size} mazes, got "
+          f"{config.model.max_len}")
+  try:
+    steps.decoder_config(config, task).validate()
+  except ValueError as e:
+    raise ConfigError("config.model", str(e)) from e
+  for name in ("sft", "rl"):
+    sec = config[name]
+    _positive_int(sec.chunk_steps, f"config.{name}.chunk_steps")
+    _positive_int(sec.checkpoint_every, f"config.{name}.checkpoint_every")
+    _positive_int(sec.eval_every, f"config.{name}.eval_every", 0)
+    require(sec.learning_rate > 0, f"config.{name}.learning_rate", "must be > 0")
+    require(sec.weight_decay >= 0, f"config.{name}.weight_decay", "must be >= 0")
+    require(sec.max_grad_norm >= 0, f"config.{name}.max_grad_norm", "must be >= 0 (0: off)")
+    require(len(sec.betas) == 2 and all(0 <= b < 1 for b in sec.betas), f"config.{name}.betas",
+            f"must be two numbers in [0, 1), got {tuple(sec.betas)}")
+  _positive_int(config.sft.steps, "config.sft.steps", 0)
+  mesh_lib.check_global_batch(config.sft.batch_size, mesh, "config.sft.batch_size")
+  rl = config.rl
+  require(rl.temperature > 0, "config.rl.temperature", f"must be > 0, got {rl.temperature}")
+  require(rl.loss_aggregation in AGGREGATIONS, "config.rl.loss_aggregation",
+          f"must be one of {AGGREGATIONS}, got {rl.loss_aggregation!r}")
+  if config.experiment != "single":
+    for field, by in SWEEP_SET.items():
+      require(rl[field] is None, f"config.rl.{field}",
+              f"is set per run by config.{by} in a {config.experiment} experiment; override "
+              f"config.{by} instead (got {rl[field]!r})")
+  unknown = sorted(set(rl.estimator_options) - set(estimators.METHODS))
+  require(not unknown, "config.rl.estimator_options",
+          f"must map estimator names to their options, e.g. {{'grpo': {{'std': 'sample'}}}}; "
+          f"unknown names {unknown}")
+  runs = grid_runs(config)
+  require(len(runs) >= 1, "config.sweep.estimators", "no RL run configured")
+  for estimator, n, _ in runs:
+    require(estimator in estimators.METHODS, "config.rl.estimator",
+            f"unknown estimator {estimator!r}; choose from {sorted(estimators.METHODS)}")
+    require(n >= 1, "config.rl.num_rollouts", f"must be >= 1, got {n}")
+    opts = dict(rl.estimator_options[estimator]) if estimator in rl.estimator_options else {}
+    try:  # Options the estimator rejects (e.g. truncation > N) fail here, not inside jit.
+      estimators.make_advantage_fn(estimator, **opts)(np.zeros((1, n), np.float32))
+    except ValueError as e:
+      raise ConfigError(f"config.rl.estimator_options.{estimator}", f"with N={n}: {e}") from e
+  single = config.experiment == "single"
+  batch_field = "config.rl.batch_size" if single else "config.sweep.batch_size"
+  batch = rl.batch_size if single else config.sweep.batch_size
+  _positive_int(batch, batch_field)
+  mesh_lib.check_global_batch(batch, mesh, batch_field)
+  for field in ("sample_mazes", "grad_mazes"):
+    chunk = rl[field] or batch
+    _positive_int(chunk, f"config.rl.{field}")
+    require(batch % chunk == 0, f"config.rl.{field}",
+            f"must divide the batch ({batch_field}={batch}), got {chunk}")
+  _positive_int(rl.steps if single else config.sweep.steps,
+                "config.rl.steps" if single else "config.sweep.steps")
+  _positive_int(rl.train_set_size, "config.rl.train_set_size", 0)
+  if config.experiment == "data_scarce":
+    require(rl.train_set_size >= 1, "config.rl.train_set_size",
+            "the data-scarce regime needs a fixed training set (>= 1 maze)")
+  ev = config.eval
+  _positive_int(ev.num_samples, "config.eval.num_samples")
+  require(1 <= ev.during_num_samples <= ev.num_samples, "config.eval.during_num_samples",
+          "must be in [1, eval.num_samples]")
+  require(1 <= ev.num_mazes <= config.maze.num_test, "config.eval.num_mazes",
+          f"must be in [1, maze.num_test={config.maze.num_test}]")
+  require(0 <= ev.train_mazes <= max(rl.train_set_size, 0), "config.eval.train_mazes",
+          "must be in [0, rl.train_set_size]")
+  require(all(isinstance(k, int) and k >= 1 for k in ev.ks), "config.eval.ks",
+          f"must be ints >= 1, got {tuple(ev.ks)}")
+  require(any(k <= ev.num_samples for k in ev.ks), "config.eval.ks",
+          "needs at least one k <= eval.num_samples")
+  require(ev.temperature > 0, "config.eval.temperature", f"must be > 0, got {ev.temperature}")
+  _positive_int(ev.samples_per_call, "config.eval.samples_per_call")
+  _positive_int(ev.mazes_per_call, "config.eval.mazes_per_call")
