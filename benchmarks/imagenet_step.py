@@ -26,7 +26,8 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 from experiments.imagenet import config as config_lib  # noqa: E402
-from experiments.imagenet import train  # noqa: E402
+from experiments.imagenet import steps as steps_lib  # noqa: E402
+from experiments.imagenet import validation  # noqa: E402
 from maxrl_jax.train import mesh as mesh_lib  # noqa: E402
 
 
@@ -49,10 +50,10 @@ def main(argv=None) -> dict:
   args = parser.parse_args(argv)
 
   config, num_classes, runs = _config(args.size, args.batch, args.rollouts)
-  mesh = train.make_mesh()
-  train.validate(config, mesh)
-  model = train.build_model(config, num_classes)
-  tx, schedule = train.make_optimizer(config, total_steps=10_000, warmup_steps=100)
+  mesh = mesh_lib.make_mesh()
+  validation.validate(config, mesh)
+  model = steps_lib.build_model(config, num_classes)
+  tx, schedule = steps_lib.make_optimizer(config, total_steps=10_000, warmup_steps=100)
   size, b = int(config.data.image_size), int(config.optim.batch_size)
   rng = np.random.default_rng(0)
   batch = mesh_lib.host_local_to_global(mesh, {
@@ -62,10 +63,10 @@ def main(argv=None) -> dict:
 
   steps, states = {}, {}
   for name, run in runs.items():
-    rc = train.run_config(config, dict(run, options={}))
-    step_fn = train.make_train_step(rc, model, tx, schedule)
+    rc = steps_lib.run_config(config, run)
+    step_fn = steps_lib.make_train_step(rc, model, tx, schedule)
     steps[name] = jax.jit(step_fn, donate_argnums=0, out_shardings=(replicated, replicated))
-    states[name] = train.init_state(config, model, tx, mesh)
+    states[name] = steps_lib.init_state(config, model, tx, mesh)
     t0 = time.perf_counter()
     states[name], m = steps[name](states[name], batch, np.int32(0))
     jax.block_until_ready(m)

@@ -12,9 +12,12 @@ import tensorflow_datasets as tfds
 import maxrl_jax.datasets as maxrl_datasets
 from experiments.imagenet import config as config_lib
 from experiments.imagenet import input_pipeline
+from experiments.imagenet import steps
 from experiments.imagenet import train
+from experiments.imagenet import validation
 from maxrl_jax.datasets import pattern_classes
 from maxrl_jax.train import logs
+from maxrl_jax.train import mesh as mesh_lib
 from maxrl_jax.train.errors import ConfigError
 
 _MOCK_EXAMPLES = 24
@@ -29,6 +32,7 @@ def _imagenet_config(data_dir):
   c.data.image_size = 16
   c.data.shuffle_buffer = 32
   c.data.num_train_examples = _MOCK_EXAMPLES
+  c.data.num_eval_examples = _MOCK_EXAMPLES  # mock_data keeps the real split sizes in its info
   c.data.mean_rgb = (0.485 * 255, 0.456 * 255, 0.406 * 255)
   c.data.std_rgb = (0.229 * 255, 0.224 * 255, 0.225 * 255)
   c.model.stem = "imagenet"
@@ -43,8 +47,9 @@ def _imagenet_config(data_dir):
   # orbax's background commit fails to find its array metadata while tfds' mock generator
   # runs (a race seen only under mock_data); synchronous saves avoid it.
   c.train.async_checkpointing = False
-  c.runs = [{"name": "maxrl_n16", "objective": "maxrl", "num_rollouts": 16, "options": {}}]
-  return train.run_config(c, c.runs[0])
+  c.analysis.step = 2
+  c.runs = [{"name": "maxrl_n16", "objective": "maxrl", "num_rollouts": 16}]
+  return steps.run_config(c, c.runs[0])
 
 
 @pytest.fixture()
@@ -80,13 +85,12 @@ def test_mock_imagenet2012_feeds_the_real_train_step(mock_imagenet, tmp_path, nu
   config = _imagenet_config(tmp_path / "tfds")
   config.train.scan = scan  # Both chunk modes: a lax.scan per chunk, or one dispatch per step.
   devices = jax.devices()[:num_devices]
-  mesh = train.make_mesh(devices)
+  mesh = mesh_lib.make_mesh(devices)
   builder = input_pipeline.prepare_dataset(config)
-  summary = train.train_run(config, str(tmp_path / "run"), builder=builder, mesh=mesh,
-                            verbose=False)
-  assert summary["stopped_reason"] == "completed" and summary["step"] == 4
-  assert summary["num_devices"] == num_devices
-  final = summary["final"]
+  result = train.train_run(config, str(tmp_path / "run"), builder=builder, mesh=mesh)
+  assert result.complete and result.step == 4
+  assert result.summary["num_devices"] == num_devices
+  final = result.summary["eval"]
   assert 0.0 < final["eval/pass@1"] < 0.01  # ~1/1000 at the start, 4 steps later.
   assert final["eval/pass@1"] <= final["eval/pass@128"] <= 1.0
   records = logs.read_metrics(str(tmp_path / "run"))
@@ -99,16 +103,17 @@ def test_batch_not_divisible_by_devices_is_a_config_error(tmp_path):
   config = config_lib.get_config("smoke")
   config.optim.batch_size = 12
   with pytest.raises(ConfigError, match="config.optim.batch_size"):
-    train.validate(config, train.make_mesh())
+    validation.validate(config, mesh_lib.make_mesh())
   config = config_lib.get_config("smoke")
-  config.runs = [{"name": "x", "objective": "maxrl_truncated", "num_rollouts": 4,
-                  "options": {"truncation": 9}}]
-  with pytest.raises(ConfigError, match=r"config.runs\[0\].options"):
-    train.validate(config, train.make_mesh())
+  config.runs = [{"name": "x", "objective": "maxrl_truncated", "num_rollouts": 4}]
+  config.analysis.runs = ()
+  config.estimators.maxrl_truncated = {"truncation": 9}
+  with pytest.raises(ConfigError, match=r"config.estimators.maxrl_truncated"):
+    validation.validate(config, mesh_lib.make_mesh())
   config = config_lib.get_config("smoke")
   config.train.eval_every = 3
   with pytest.raises(ConfigError, match="config.train.eval_every"):
-    train.validate(config, train.make_mesh())
+    validation.validate(config, mesh_lib.make_mesh())
 
 
 def test_pattern_classes_generation_is_deterministic_and_balanced(tmp_path):

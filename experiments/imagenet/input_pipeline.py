@@ -6,7 +6,8 @@ Two paths, both yielding uint8 images (normalised on device by the model) and in
   own part of the split (``tfds.split_for_jax_process``), shuffles files and examples with a
   seed that depends on the epoch, decodes JPEGs with the paper's augmentation
   (random-resized-crop with area in (0.08, 1) and aspect ratio in (3/4, 4/3) to
-  ``image_size``, horizontal flip with p = 0.5; eval: resize to ``image_size``), and batches.
+  ``image_size``, horizontal flip with p = 0.5; eval: ``config.data.eval_transform``, see
+  :func:`eval_geometry`), and batches.
   Randomness is stateless per example (seeded by epoch and position), so the stream is a
   deterministic function of the step: a resumed run skips the consumed records of the current
   epoch and continues with exactly the batches it would have seen. Chunks of batches are
@@ -84,10 +85,10 @@ def num_train_examples(config, builder: tfds.core.DatasetBuilder) -> int:
 
 
 def _decode_train(image_bytes: tf.Tensor, seed: tf.Tensor, image_size: int,
-                  augment: bool) -> tf.Tensor:
+                  augment: bool, eval_transform: str) -> tf.Tensor:
   """JPEG bytes -> uint8 ``[S, S, 3]``: random-resized-crop + flip (stateless, seeded)."""
   if not augment:
-    return _decode_eval(image_bytes, image_size)
+    return _decode_eval(image_bytes, image_size, eval_transform)
   shape = tf.image.extract_jpeg_shape(image_bytes)
   seeds = tf.random.experimental.stateless_split(seed, 2)
   bbox = tf.zeros((1, 0, 4), tf.float32)  # No boxes: crops anywhere in the image.
@@ -104,11 +105,47 @@ def _decode_train(image_bytes: tf.Tensor, seed: tf.Tensor, image_size: int,
   return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
 
 
-def _decode_eval(image_bytes: tf.Tensor, image_size: int) -> tf.Tensor:
-  """JPEG bytes -> uint8 ``[S, S, 3]``: resize the whole image to ``S x S`` (SPEC 4.2)."""
-  image = tf.io.decode_jpeg(image_bytes, channels=3)
-  image = tf.image.resize(image, (image_size, image_size), method="bilinear", antialias=True)
+def eval_geometry(height, width, image_size: int, transform: str):
+  """``(resize_h, resize_w, top, left)`` of the validation transform of an ``H x W`` image.
+
+  * ``"squash224"`` (the paper's text, appendix D): resize the whole image to ``S x S``
+    (``top = left = 0``).
+  * ``"resize256_crop224"`` (the authors' code, torchvision ``Resize(256)`` +
+    ``CenterCrop(224)``): resize the shorter side to ``R = round(S * 256 / 224)`` (256 for
+    ``S = 224``), the longer one to ``int(R * long / short)``, then take the centred ``S x S``
+    window at ``top = round((resize_h - S) / 2)``, ``left = round((resize_w - S) / 2)``.
+
+  Works on Python ints and on scalar tensors alike (it is traced inside ``tf.data``).
+  """
+  if transform == "squash224":
+    return image_size, image_size, 0, 0
+  if transform != "resize256_crop224":
+    raise ConfigError("config.data.eval_transform", f"unknown transform {transform!r}")
+  resize = int(round(image_size * 256 / 224))
+  h = tf.cast(height, tf.float64)
+  w = tf.cast(width, tf.float64)
+  short = tf.minimum(h, w)
+  new_h = tf.where(h <= w, tf.constant(resize, tf.float64), tf.floor(resize * h / short))
+  new_w = tf.where(w < h, tf.constant(resize, tf.float64), tf.floor(resize * w / short))
+  top = tf.round((new_h - image_size) / 2.0)
+  left = tf.round((new_w - image_size) / 2.0)
+  return (tf.cast(new_h, tf.int32), tf.cast(new_w, tf.int32), tf.cast(top, tf.int32),
+          tf.cast(left, tf.int32))
+
+
+def _eval_transform(image: tf.Tensor, image_size: int, transform: str) -> tf.Tensor:
+  """A decoded uint8 image -> uint8 ``[S, S, 3]`` by :func:`eval_geometry`."""
+  shape = tf.shape(image)
+  new_h, new_w, top, left = eval_geometry(shape[0], shape[1], image_size, transform)
+  image = tf.image.resize(image, tf.stack([new_h, new_w]), method="bilinear", antialias=True)
+  image = image[top:top + image_size, left:left + image_size]
+  image = tf.ensure_shape(image, (image_size, image_size, 3))
   return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
+
+
+def _decode_eval(image_bytes: tf.Tensor, image_size: int, transform: str) -> tf.Tensor:
+  """JPEG bytes -> uint8 ``[S, S, 3]`` by the validation transform (:func:`eval_geometry`)."""
+  return _eval_transform(tf.io.decode_jpeg(image_bytes, channels=3), image_size, transform)
 
 
 def _decode_stored(image: tf.Tensor, image_size: int) -> tf.Tensor:
@@ -148,14 +185,15 @@ def _epoch_dataset(builder, split: str, epoch: int, skip_examples: int, local_ba
     ds = ds.skip(skip_examples)
   size = int(config.data.image_size)
   augment = bool(config.data.augment) and train
+  transform = str(config.data.eval_transform)
 
   def decode(index, example):
     if jpeg:
       if train:
         ex_seed = tf.stack([tf.constant(seed, tf.int64), index])
-        image = _decode_train(example["image"], ex_seed, size, augment)
+        image = _decode_train(example["image"], ex_seed, size, augment, transform)
       else:
-        image = _decode_eval(example["image"], size)
+        image = _decode_eval(example["image"], size, transform)
     else:
       image = _decode_stored(example["image"], size)
     return {"image": image, "label": tf.cast(example["label"], tf.int32)}
@@ -176,36 +214,64 @@ def train_batches(builder, config, local_batch: int, steps_per_epoch: int,
     epoch, offset = epoch + 1, 0
 
 
-def eval_batches(builder, config, local_batch: int) -> Iterator[dict[str, np.ndarray]]:
-  """This process's part of the eval split, once, in order, batches padded to ``local_batch``.
-
-  Each batch carries ``mask`` (1 for real examples) so padded rows do not count.
-  """
-  ds = _epoch_dataset(builder, config.data.eval_split, 0, 0, local_batch, config, train=False)
+def eval_split(builder, config) -> tuple[str, int]:
+  """``(split, n)``: the eval split (its first ``config.data.num_eval_examples`` if set) and its
+  number of examples."""
+  split = str(config.data.eval_split)
   limit = int(config.data.num_eval_examples)
-  seen = 0
+  try:
+    total = int(builder.info.splits[split].num_examples)
+  except KeyError as e:
+    if not limit:
+      raise ConfigError("config.data.num_eval_examples",
+                        f"tfds has no size for split {split!r} of {builder.name}; set it") from e
+    total = limit
+  if limit and limit < total:
+    return f"{split}[:{limit}]", limit
+  return split, total
+
+
+def num_eval_batches(builder, config, local_batch: int) -> int:
+  """Eval batches per process: the same on every process (each evaluation is a sequence of
+  global jitted calls every process must join). ``tfds.split_for_jax_process`` gives process
+  parts whose sizes differ by at most one example, so the largest has ``ceil(n / P)``."""
+  _, n = eval_split(builder, config)
+  per_process = -(-n // jax.process_count())
+  return max(1, -(-per_process // local_batch))
+
+
+def eval_batches(builder, config, local_batch: int) -> Iterator[dict[str, np.ndarray]]:
+  """This process's part of the eval split, once, in order, as exactly
+  :func:`num_eval_batches` batches of ``local_batch`` rows on every process.
+
+  Each batch carries ``mask`` (1 for real examples): a short last batch is padded, and a
+  process whose part is shorter gets whole padding batches, so no padded row counts.
+  """
+  split, _ = eval_split(builder, config)
+  count = num_eval_batches(builder, config, local_batch)
+  ds = _epoch_dataset(builder, split, 0, 0, local_batch, config, train=False)
+  size = int(config.data.image_size)
+  yielded = 0
   for batch in tfds.as_numpy(ds):
-    n = len(batch["label"])
-    mask = np.ones((n,), np.float32)
-    if limit:
-      keep = max(0, min(n, limit // jax_process_count() - seen))
-      mask[keep:] = 0.0
-    seen += n
-    if n < local_batch:
-      pad = local_batch - n
-      batch = {"image": np.concatenate([batch["image"], np.zeros(
-                   (pad,) + batch["image"].shape[1:], np.uint8)]),
-               "label": np.concatenate([batch["label"], np.zeros((pad,), np.int32)])}
-      mask = np.concatenate([mask, np.zeros((pad,), np.float32)])
-    batch["mask"] = mask
-    if mask.any():
-      yield batch
-    if limit and seen * jax_process_count() >= limit:
-      return
+    if yielded == count:
+      break
+    yield _pad_batch(batch, local_batch)
+    yielded += 1
+  while yielded < count:
+    yield {"image": np.zeros((local_batch, size, size, 3), np.uint8),
+           "label": np.zeros((local_batch,), np.int32),
+           "mask": np.zeros((local_batch,), np.float32)}
+    yielded += 1
 
 
-def jax_process_count() -> int:
-  return jax.process_count()
+def _pad_batch(batch: dict, local_batch: int) -> dict:
+  n = len(batch["label"])
+  pad = local_batch - n
+  mask = np.concatenate([np.ones((n,), np.float32), np.zeros((pad,), np.float32)])
+  return {"image": np.concatenate([batch["image"], np.zeros((pad,) + batch["image"].shape[1:],
+                                                            np.uint8)]),
+          "label": np.concatenate([batch["label"], np.zeros((pad,), np.int32)]),
+          "mask": mask}
 
 
 def prefetch_chunks(batches: Iterator[dict[str, np.ndarray]], mesh, chunk_sizes,
@@ -247,9 +313,10 @@ def prefetch_chunks(batches: Iterator[dict[str, np.ndarray]], mesh, chunk_sizes,
 # ----------------------------------------------------------------------------- in memory
 
 
-def load_split_arrays(builder, split: str, image_size: int,
-                      limit: int = 0) -> tuple[np.ndarray, np.ndarray]:
-  """A whole split as uint8 images ``[n, S, S, 3]`` and int32 labels ``[n]`` (in order)."""
+def load_split_arrays(builder, split: str, image_size: int, limit: int = 0,
+                      eval_transform: str = "resize256_crop224") -> tuple[np.ndarray, np.ndarray]:
+  """A whole split (its first ``limit`` examples if set) as uint8 images ``[n, S, S, 3]`` and
+  int32 labels ``[n]`` (in order; JPEGs through the validation transform)."""
   read_config = tfds.ReadConfig(interleave_cycle_length=1)
   encoded = isinstance(builder.info.features["image"], tfds.features.Image)
   decoders = {"image": tfds.decode.SkipDecoding()} if encoded else None
@@ -260,7 +327,7 @@ def load_split_arrays(builder, split: str, image_size: int,
   def decode(example):
     image = example["image"]
     if jpeg:
-      image = _decode_eval(image, image_size)
+      image = _decode_eval(image, image_size, eval_transform)
     elif encoded:
       image = tf.io.decode_image(image, channels=3, expand_animations=False)
       image = tf.ensure_shape(image, (None, None, 3))

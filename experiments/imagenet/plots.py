@@ -2,15 +2,17 @@
 
 * ``imagenet_curves.png``: validation pass@1 and pass@128 (analytic), top-1 accuracy and the
   training pass rate against gradient steps, every run of the comparison in the same axes.
-* ``imagenet_pass_at_k.png``: pass@k against k = 1..256 for the final checkpoints.
-* ``imagenet_gradnorm.png`` (written by ``gradnorm.py``): per-image gradient norm against pass
-  rate, one panel per objective.
+* ``imagenet_pass_at_k.png``: pass@k against k = 1..max(config.eval.ks) (the paper's figure
+  shows 1..256, the authors' code goes to 1024) for the final checkpoints.
+* ``imagenet_gradnorm.png`` (computed by ``gradnorm.py``): per-image gradient norm against pass
+  rate, one panel per objective, each on its own model (Figure 8).
+
+Every figure is written through :func:`maxrl_jax.train.files.savefig` (local or ``gs://``).
 """
 
 from __future__ import annotations
 
-import os
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import matplotlib
 
@@ -18,7 +20,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  pylint: disable=g-import-not-at-top
 import numpy as np  # noqa: E402
 
+from experiments.imagenet import evaluate  # noqa: E402
 from maxrl_jax import metrics as metrics_lib  # noqa: E402
+from maxrl_jax.train import files  # noqa: E402
 from maxrl_jax.train import logs  # noqa: E402
 
 _DISPLAY = {
@@ -31,15 +35,15 @@ _DISPLAY = {
 }
 
 
-def _save(fig, path: str, suptitle: str = "") -> str:
-  """Writes ``fig`` to ``path`` (creating its directory), closes it, returns ``path``."""
+def _save(fig, path, suptitle: str = "") -> str:
+  """Writes ``fig`` to ``path`` (any epath), closes it, returns the path as a string."""
   if suptitle:
     fig.suptitle(suptitle)
   fig.tight_layout()
-  os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
-  return path
+  try:
+    return files.savefig(fig, path, dpi=120)
+  finally:
+    plt.close(fig)
 
 
 def run_label(objective: str, num_rollouts: int) -> str:
@@ -64,7 +68,7 @@ def _smooth(values: np.ndarray, window: int) -> np.ndarray:
   return np.concatenate([head, np.convolve(values, kernel, mode="valid")])
 
 
-def plot_curves(runs: Mapping[str, dict], path: str, title: str = "") -> str:
+def plot_curves(runs: Mapping[str, dict], path, title: str = "") -> str:
   """Figure-2-style curves. ``runs[name] = {"label", "records"}`` (records from metrics.jsonl)."""
   panels = [("eval/pass@1", "validation pass@1", True),
             ("eval/pass@128", "validation pass@128", False),
@@ -89,7 +93,7 @@ def plot_curves(runs: Mapping[str, dict], path: str, title: str = "") -> str:
   return _save(fig, path, title)
 
 
-def plot_pass_at_k(runs: Mapping[str, dict], path: str, max_k: int = 256, title: str = "") -> str:
+def plot_pass_at_k(runs: Mapping[str, dict], path, max_k: int = 256, title: str = "") -> str:
   """pass@k (analytic, mean over validation images) against k for final checkpoints.
 
   ``runs[name] = {"label", "logp_true"}`` with per-image ``log pi(y*|x)``.
@@ -110,44 +114,44 @@ def plot_pass_at_k(runs: Mapping[str, dict], path: str, max_k: int = 256, title:
   return _save(fig, path)
 
 
-def plot_gradnorm(pass_rates: np.ndarray, norms: Mapping[str, np.ndarray], path: str,
-                  title: str = "") -> str:
-  """Per-image gradient L2 norm against pass rate, one panel per objective (Figure 8).
+def plot_gradnorm(panels: Sequence[Mapping[str, Any]], path, title: str = "") -> str:
+  """Per-image gradient L2 norm against pass rate (Figure 8), one panel per run.
 
-  Panels share the (log) y axis so the objectives' norms compare directly.
+  ``panels[i] = {"run", "objective", "num_rollouts_trained", "pass_rate", "norms"}``: each run
+  analysed on its own model with its own objective. Linear pass-rate axis as in the paper; each
+  panel has its own norm axis (REINFORCE's norms are orders of magnitude smaller).
   """
-  names = list(norms)
-  fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.8), squeeze=False,
-                           sharey=True)
-  p = np.asarray(pass_rates)
-  for ax, name in zip(axes[0], names):
-    ax.scatter(p, np.maximum(np.asarray(norms[name]), 1e-12), s=6, alpha=0.6)
-    ax.set_xscale("log")
-    ax.set_yscale("log")
+  n = max(1, len(panels))
+  fig, axes = plt.subplots(1, n, figsize=(4.2 * n, 3.8), squeeze=False)
+  for ax, panel in zip(axes[0], panels):
+    ax.scatter(np.asarray(panel["pass_rate"]), np.asarray(panel["norms"]), s=6, alpha=0.6)
     ax.set_xlabel("pass rate pi(y*|x)")
     ax.set_ylabel("per-image gradient L2 norm")
-    ax.set_title(name, fontsize=9)
+    ax.set_xlim(left=0.0)
+    ax.set_ylim(bottom=0.0)
+    ax.set_title(f"{run_label(panel['objective'], panel['num_rollouts_trained'])}", fontsize=9)
     ax.grid(alpha=0.3)
   return _save(fig, path, title)
 
 
-def comparison_figures(config, workdir: str) -> list[str]:
+def comparison_figures(config, workdir) -> list[str]:
   """Writes the curves and pass@k figures of a finished comparison into ``workdir/figures``."""
+  root = files.as_path(workdir)
   curves, finals = {}, {}
   for r in config.runs:
-    run_dir = os.path.join(workdir, r["name"])
+    run_dir = root / r["name"]
     label = run_label(r["objective"], int(r.get("num_rollouts", 1)))
     curves[r["name"]] = {"label": label, "records": logs.read_metrics(run_dir)}
-    final_path = os.path.join(run_dir, "final_eval.npz")
-    if os.path.exists(final_path):
-      finals[r["name"]] = {"label": label, "logp_true": np.load(final_path)["logp_true"]}
+    final = evaluate.read_final_eval(run_dir)
+    if final is not None:
+      finals[r["name"]] = {"label": label, "logp_true": final["logp_true"]}
   generated = " (GENERATED pattern_classes data, not ImageNet)" if (
       config.data.dataset == "pattern_classes") else ""
   title = f"{config.model.name} on {config.data.dataset}{generated}"
-  fig_dir = os.path.join(workdir, "figures")
-  paths = [plot_curves(curves, os.path.join(fig_dir, "imagenet_curves.png"), title)]
+  fig_dir = root / "figures"
+  paths = [plot_curves(curves, fig_dir / "imagenet_curves.png", title)]
   if finals:
     paths.append(plot_pass_at_k(
-        finals, os.path.join(fig_dir, "imagenet_pass_at_k.png"),
+        finals, fig_dir / "imagenet_pass_at_k.png", max_k=max(int(k) for k in config.eval.ks),
         title="final checkpoints" + (" (generated data)" if generated else "")))
   return paths
