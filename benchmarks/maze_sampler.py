@@ -50,7 +50,7 @@ PRESETS = {
                    max_len=128, dtype="float32"),
         sample_rollouts={"shared": 1 << 20, "repeated": 1 << 20, "nocache": 1 << 20},
         rl_rollouts={"shared": 1 << 20, "naive": 1 << 20}),
-    # SPEC 4.3 scaling sweep: 17x17 (prompt 310 tokens), 256 mazes per batch, response <= 180,
+    # paper section 6.2 scaling sweep: 17x17 (prompt 310 tokens), 256 mazes per batch, response <= 180,
     # the ~3.9M-parameter model in bfloat16. For one accelerator with >= 40 GB.
     "paper": dict(
         size=17, num_mazes=256, ns=(4, 16, 128), max_new_tokens=180, repeats=2, nocache_mazes=8,

@@ -1,7 +1,7 @@
 """``report.md`` for :mod:`experiments.reproduce`: figures, final numbers, claims and verdicts.
 
 Each section reads only a driver's ``summary.json`` (and, for the ImageNet runs, each run's own
-summary), puts the paper's numbers or claims (``../shared/SPEC.md``, section 4) beside this
+summary), puts the paper's numbers or claims (from the paper) beside this
 run's, and states per claim whether this run shows it. The verdicts are computed here from the
 metrics; nothing in the report is written by hand. Scale caveats are part of the claim text: a
 CPU preset is a small analogue of the paper's experiment, not a reproduction of its numbers.
@@ -15,6 +15,7 @@ import math
 import os
 from typing import Any, Callable, Mapping, Sequence
 
+from maxrl_jax.train import files
 from maxrl_jax.train import logs
 
 
@@ -71,7 +72,7 @@ def _claims(rows: Sequence[tuple[str, str, str, bool | None]]) -> str:
 
 
 def bernoulli_section(summary: Mapping[str, Any], exp_dir: str, report_dir: str) -> str:
-  out = ["## Toy Bernoulli policy (SPEC 4.1; not in the paper)", ""]
+  out = ["## Toy Bernoulli policy (not in the paper)", ""]
   out.append(
       f"{summary['num_prompts']} prompts, initial pass rates log-uniform in [1e-4, 0.9], "
       f"{summary['num_steps']} steps; every estimator with sampled rollouts, its exact expected "
@@ -102,7 +103,7 @@ def bernoulli_section(summary: Mapping[str, Any], exp_dir: str, report_dir: str)
     diff = checks.get("keep_cv_vs_truncated_max_abs_diff_mean_log_p")
     if diff is not None:
       claims.append((f"{policy}: exact-gradient `maxrl_keep_cv` at N follows J^(N)",
-                     "E[g] = grad J^(N) (SPEC 3)",
+                     "E[g] = grad J^(N) (paper eq. 10)",
                      f"max abs diff of mean log p along training {_fmt(diff)}", diff < 1e-4))
     by_t = checks["exact_truncated_final_mean_log_p_by_T"]
     claims.append((f"{policy}: with exact gradients, larger T never lowers the final mean log p",
@@ -126,17 +127,13 @@ def bernoulli_section(summary: Mapping[str, Any], exp_dir: str, report_dir: str)
 
 
 def _read_json(path: str) -> dict:
-  try:
-    with open(path, encoding="utf-8") as f:
-      return json.load(f)
-  except (OSError, json.JSONDecodeError):
-    return {}
+  return files.read_json(path) or {}
 
 
 def imagenet_section(summary: Mapping[str, Any], exp_dir: str, report_dir: str) -> str:
   dataset = summary.get("dataset", "?")
   generated = summary.get("generated_data", False)
-  out = ["## ImageNet as binary-reward classification (SPEC 4.2, paper section 6.1)", ""]
+  out = ["## ImageNet as binary-reward classification (paper section 6.1)", ""]
   runs = summary["runs"]
   num_classes = None
   for name in runs:
@@ -207,7 +204,7 @@ def _maze_final(run: Mapping[str, Any]) -> dict[str, float]:
 
 
 def maze_section(summary: Mapping[str, Any], exp_dir: str, report_dir: str) -> str:
-  out = ["## Maze navigation (SPEC 4.3, paper section 6.2)", ""]
+  out = ["## Maze navigation (paper section 6.2)", ""]
   out.append(f"Experiment `{summary.get('experiment')}`, preset `{summary.get('preset')}`: SFT on "
              "BFS paths, then on-policy RL from the same SFT checkpoint for every "
              "(estimator, N); pass@k on held-out test mazes with the unbiased estimator.")
@@ -215,9 +212,9 @@ def maze_section(summary: Mapping[str, Any], exp_dir: str, report_dir: str) -> s
   table = summary.get("table")
   if table:
     path = _resolve(table, exp_dir)
-    if os.path.exists(path):
-      with open(path, encoding="utf-8") as f:
-        out += ["### Final test pass@k (Table 3's columns)", "", f.read().strip(), ""]
+    if files.exists(path):
+      out += ["### Final test pass@k (Table 3's columns)", "",
+              files.as_path(path).read_text().strip(), ""]
   out += ["Paper Table 3 (17x17, N = 128, pass@1 / pass@128 / pass@256 %): " + ", ".join(
       f"{k.upper() if k != 'maxrl' else 'MaxRL'} {a}/{b}/{c}"
       for k, (a, b, c) in PAPER_TABLE3.items()), ""]
@@ -274,7 +271,7 @@ SECTIONS: Mapping[str, Callable[[Mapping[str, Any], str, str], str]] = {
 def write_report(workdir: str, preset: str, summaries: Mapping[str, Mapping[str, Any]],
                  timings: Mapping[str, Mapping[str, Any]], path: str) -> str:
   """Writes the report for ``summaries`` (``{experiment: summary}``) to ``path``."""
-  report_dir = os.path.dirname(os.path.abspath(path))
+  report_dir = os.fspath(files.as_path(path).parent)
   now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
   lines = [f"# MaxRL didactic experiments: reproduction report (`{preset}` presets)", "",
            f"Written {now} by `python -m experiments.reproduce --preset={preset}`. Every number "
@@ -289,8 +286,7 @@ def write_report(workdir: str, preset: str, summaries: Mapping[str, Mapping[str,
       lines += [f"## {name}", "", "Not complete: rerun the same command to finish it.", ""]
       continue
     lines += [SECTIONS[name](summary, exp_dir, report_dir), ""]
-  with open(path, "w", encoding="utf-8") as f:
-    f.write("\n".join(lines).rstrip() + "\n")
+  files.write_text(path, "\n".join(lines).rstrip() + "\n")
   return path
 
 
@@ -301,20 +297,16 @@ def publish(report_path: str, dest: str, name: str) -> str:
   the latest report beside the README (``--publish=docs``).
   """
   import re  # pylint: disable=g-import-not-at-top
-  import shutil  # pylint: disable=g-import-not-at-top
-  src_dir = os.path.dirname(os.path.abspath(report_path))
-  with open(report_path, encoding="utf-8") as f:
-    text = f.read()
-  os.makedirs(os.path.join(dest, "figures"), exist_ok=True)
+  src_dir = files.as_path(report_path).parent
+  text = files.as_path(report_path).read_text()
 
   def _copy(match):
     alt, rel = match.group(1), match.group(2)
     target = os.path.join("figures", os.path.basename(rel))
-    shutil.copyfile(os.path.join(src_dir, rel), os.path.join(dest, target))
+    files.write_bytes(files.as_path(dest) / target, (src_dir / rel).read_bytes())
     return f"![{alt}]({target})"
 
   text = re.sub(r"!\[([^\]]*)\]\(([^)]+)\)", _copy, text)
   out = os.path.join(dest, name)
-  with open(out, "w", encoding="utf-8") as f:
-    f.write(text)
+  files.write_text(out, text)
   return out

@@ -5,29 +5,35 @@ r"""One command reproduces the didactic results and writes ``report.md``.
     python -m experiments.reproduce --preset=smoke                      # seconds-to-minutes, for tests
 
 Runs the Bernoulli, ImageNet and maze drivers in sequence, each in its own sub-workdir
-(``<workdir>/<experiment>``) through its importable ``train.run(config, workdir)``. Every driver
+(``<workdir>/<experiment>``) through its orchestrator's ``run(config, workdir)``. Every driver
 is resumable and returns at once when its ``summary.json`` is complete, so a second invocation
-skips finished experiments and finishes an interrupted one. Then :mod:`experiments.report`
-writes ``<workdir>/report.md``: figures, a table of final numbers per experiment, the paper's
-numbers or claims beside them, and one verdict per claim computed from the metrics.
+skips finished experiments and finishes an interrupted one. After SIGTERM the running stage
+checkpoints, the reproduction stops there (no report is written from partial results) and the
+process exits 0; the same command resumes. Then :mod:`experiments.report` writes
+``<workdir>/report.md``: figures, a table of final numbers per experiment, the paper's numbers
+or claims beside them, and one verdict per claim computed from the metrics.
 """
 
 from __future__ import annotations
 
 import importlib
-import json
 import os
 import time
 
-from absl import app
 from absl import flags
-from absl import logging
 
 from experiments import report
+from maxrl_jax.train import entry
+from maxrl_jax.train import files
 from maxrl_jax.train import logs
 from maxrl_jax.train import mesh as mesh_lib
+from maxrl_jax.train.errors import ConfigError
 
 EXPERIMENTS = ("bernoulli", "imagenet", "maze")
+# Each driver's orchestrator: ``run(config, workdir) -> summary``.
+ORCHESTRATORS = {"bernoulli": "experiments.bernoulli.train",
+                 "imagenet": "experiments.imagenet.comparison",
+                 "maze": "experiments.maze.sweep"}
 TIMINGS_FILE = "timings.json"
 
 _WORKDIR = flags.DEFINE_string("workdir", "runs/reproduce", "Output directory.")
@@ -42,33 +48,23 @@ _REPORT_ONLY = flags.DEFINE_bool("report_only", False,
 
 
 def load_timings(workdir: str) -> dict:
-  path = os.path.join(workdir, TIMINGS_FILE)
-  if not os.path.exists(path):
-    return {}
-  with open(path, encoding="utf-8") as f:
-    return json.load(f)
-
-
-def _save_timings(workdir: str, timings: dict) -> None:
-  tmp = os.path.join(workdir, TIMINGS_FILE + ".tmp")
-  with open(tmp, "w", encoding="utf-8") as f:
-    json.dump(timings, f, indent=2)
-  os.replace(tmp, os.path.join(workdir, TIMINGS_FILE))
+  return files.read_json(files.as_path(workdir) / TIMINGS_FILE) or {}
 
 
 def run_experiment(name: str, preset: str, workdir: str) -> dict:
   """Runs (or resumes, or skips when finished) one driver; returns its summary."""
   config = importlib.import_module(f"experiments.{name}.config").get_config(preset)
-  train = importlib.import_module(f"experiments.{name}.train")
-  return train.run(config, os.path.join(workdir, name))
+  orchestrator = importlib.import_module(ORCHESTRATORS[name])
+  return orchestrator.run(config, os.path.join(workdir, name))
 
 
-def reproduce(workdir: str, preset: str = "cpu", experiments=EXPERIMENTS) -> str:
-  """Runs every experiment of ``experiments`` with ``preset``; returns the report's path."""
+def reproduce(workdir: str, preset: str = "cpu", experiments=EXPERIMENTS) -> str | None:
+  """Runs every experiment of ``experiments`` with ``preset``; returns the report's path (None
+  when a stage was preempted: nothing is reported from partial results)."""
   unknown = sorted(set(experiments) - set(EXPERIMENTS))
   if unknown:
-    raise ValueError(f"--experiments: unknown {unknown}; choose from {EXPERIMENTS}")
-  os.makedirs(workdir, exist_ok=True)
+    raise ConfigError("--experiments", f"unknown {unknown}; choose from {EXPERIMENTS}")
+  files.makedirs(workdir)
   timings = load_timings(workdir)
   summaries = {}
   t_all = time.perf_counter()
@@ -79,12 +75,19 @@ def reproduce(workdir: str, preset: str = "cpu", experiments=EXPERIMENTS) -> str
     t0 = time.perf_counter()
     summaries[name] = run_experiment(name, preset, workdir)
     seconds = time.perf_counter() - t0
+    if summaries[name].get("preempted") or summaries[name].get("stopped") == "preempted":
+      timings[name] = {"seconds": timings.get(name, {}).get("seconds", 0.0) + seconds,
+                       "complete": False}
+      if mesh_lib.is_chief():
+        files.write_json(files.as_path(workdir) / TIMINGS_FILE, timings)
+      print(f"[reproduce] {name}: preempted; rerun the same command to resume", flush=True)
+      return None
     if name not in timings or not timings[name].get("complete"):
       # Wall time of the invocation that finished the experiment (a skip takes ~0 s).
       timings[name] = {"seconds": timings.get(name, {}).get("seconds", 0.0) + seconds,
                        "complete": bool(summaries[name].get("complete"))}
     if mesh_lib.is_chief():
-      _save_timings(workdir, timings)
+      files.write_json(files.as_path(workdir) / TIMINGS_FILE, timings)
     print(f"[reproduce] {name}: done in {logs.format_duration(seconds)}", flush=True)
   path = os.path.join(workdir, "report.md")
   if mesh_lib.is_chief():
@@ -93,26 +96,29 @@ def reproduce(workdir: str, preset: str = "cpu", experiments=EXPERIMENTS) -> str
   return path
 
 
-def main(argv):
-  del argv
-  logging.set_verbosity(logging.WARNING)  # orbax logs every checkpoint step at INFO
-  mesh_lib.initialize_distributed()
+def main() -> None:
+  workdir = _WORKDIR.value
   if _REPORT_ONLY.value:
-    summaries = {}
-    for name in _ONLY.value:
-      path = os.path.join(_WORKDIR.value, name, "summary.json")
-      with open(path, encoding="utf-8") as f:
-        summaries[name] = json.load(f)
-    out = os.path.join(_WORKDIR.value, "report.md")
-    report.write_report(_WORKDIR.value, _PRESET.value, summaries, load_timings(_WORKDIR.value),
-                        out)
+    summaries = {name: files.read_json(os.path.join(workdir, name, "summary.json"))
+                 for name in _ONLY.value}
+    missing = [name for name, s in summaries.items() if s is None]
+    if missing:
+      raise files.WorkdirIOError(os.path.join(workdir, missing[0], "summary.json"),
+                                 FileNotFoundError(2, "no summary"))
+    out = os.path.join(workdir, "report.md")
+    report.write_report(workdir, _PRESET.value, summaries, load_timings(workdir), out)
     print(f"[reproduce] report: {out}")
   else:
-    out = reproduce(_WORKDIR.value, _PRESET.value, tuple(_ONLY.value))
-  if _PUBLISH.value and mesh_lib.is_chief():
+    out = reproduce(workdir, _PRESET.value, tuple(_ONLY.value))
+  if out and _PUBLISH.value and mesh_lib.is_chief():
     copy = report.publish(out, _PUBLISH.value, f"report_{_PRESET.value}.md")
     print(f"[reproduce] published: {copy}")
 
 
+def cli() -> None:
+  """Console script ``maxrl-reproduce``."""
+  entry.run_main(main)
+
+
 if __name__ == "__main__":
-  app.run(main)
+  cli()

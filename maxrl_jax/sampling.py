@@ -1,6 +1,6 @@
 """Autoregressive sampling of N rollouts per prompt, and the log-probabilities the RL loss uses.
 
-The hot loop of the maze experiment (SPEC 4.3). For prompts ``x_b`` (all of one length ``Lp``)
+The hot loop of the maze experiment (paper section 6.2). For prompts ``x_b`` (all of one length ``Lp``)
 we draw ``N`` responses ``y_{b,n} ~ pi_theta^{(T)}(. | x_b)`` from the temperature-``T`` policy
 ``pi^{(T)}(y_t | x, y_<t) = softmax(z_t / T)[y_t]`` (``z_t`` the logits), stopping each rollout
 after its first stop token (``DONE`` or ``<eos>``) and the whole batch as soon as every rollout

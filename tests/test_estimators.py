@@ -62,7 +62,7 @@ def table(method, n, **options):
 S = math.sqrt(3.0) / 2.0  # 0.5 / sample std of [1, 0, 0, 1] = 0.5 / sqrt(1/3)
 G = 0.5 / (0.5 + 1e-6)  # 0.5 / (population std + eps) of [1, 0, 0, 1]
 
-# (method, options, rewards, expected A) -- every value computed by hand from SPEC section 3.
+# (method, options, rewards, expected A) -- every value computed by hand from the paper's group estimators.
 HAND = [
     # N = 4, K = 2.
     ("reinforce", {}, [1, 0, 0, 1], [1, 0, 0, 1]),

@@ -1,4 +1,4 @@
-"""Tests for maxrl_jax.theory: exact enumeration against SPEC section 3, and Monte Carlo."""
+"""Tests for maxrl_jax.theory: exact enumeration against the paper's group estimators, and Monte Carlo."""
 
 import itertools
 import math
@@ -29,7 +29,7 @@ def geometric_weight(p, t):
 
 
 def spec_claim(method, n, p, options):
-  """What SPEC section 3 says each estimator is unbiased for, as a weight on grad p."""
+  """What the paper's group estimators says each estimator is unbiased for, as a weight on grad p."""
   if method in ("reinforce", "rloo"):
     return np.ones_like(p)
   if method == "mean_baseline":
@@ -63,7 +63,7 @@ def test_exact_enumeration_matches_spec(n):
 
 
 def spec_weight_formula(method, n, p, options):
-  """SPEC's w_N(p) = 1/(p(1-p)) sum_K Bin(K) [K a(1,K)(1-p) - (N-K) a(0,K) p], via math.comb.
+  """The finite-N weight w_N(p) = 1/(p(1-p)) sum_K Bin(K) [K a(1,K)(1-p) - (N-K) a(0,K) p], via math.comb.
 
   The coefficients come from the float32 JAX kernel on explicit reward vectors, so this checks
   both the cancellation in theory.expected_weight and its float64 evaluation of the kernel.

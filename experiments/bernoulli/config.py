@@ -1,4 +1,4 @@
-"""Configurations of the toy Bernoulli policy driver (SPEC section 4.1).
+"""Configurations of the toy Bernoulli policy driver (not in the paper).
 
 Presets: ``smoke`` (seconds; tests), ``cpu`` (the full default grid, N = 1..1024, about a minute
 or two on 2 CPU cores), ``paper`` (more prompts, seeds and steps; an accelerator is comfortable).

@@ -15,7 +15,7 @@ and variance of the sampled estimator follow from ``K ~ Binomial(N, p)``:
                 = w_N(p)\, p (1-p)\, \nabla l,
            \qquad \mathrm{Var}[c] = \sum_K \mathrm{Bin}(K; N, p)\, c_K^2 - E[c]^2,
 
-``w_N(p)`` being the finite-N weight of SPEC section 3 (``maxrl_jax.theory.expected_weight``).
+``w_N(p)`` being the finite-N weight of the paper's group estimators (``maxrl_jax.theory.expected_weight``).
 Closed forms for the objectives themselves: the truncated objective
 ``J^(T) = -sum_{k<=T} (1-p)^k/k`` has logit coefficient
 ``w_T(p) p (1 - p) = (1 - (1-p)^T)(1 - p)``, RL is ``T = 1`` (``p (1-p)``) and ML is
@@ -136,5 +136,5 @@ def truncated_logit_coefficient(logits: jax.Array, truncation) -> jax.Array:
 
 
 def weight_from_logit_coefficient(logits: jax.Array, coefficient: jax.Array) -> jax.Array:
-  """``w = c / (p (1-p))``: the gradient weight on ``grad p`` (SPEC section 3)."""
+  """``w = c / (p (1-p))``: the gradient weight on ``grad p`` (the paper's group estimators)."""
   return coefficient * jnp.exp(-jax.nn.log_sigmoid(logits) - jax.nn.log_sigmoid(-logits))

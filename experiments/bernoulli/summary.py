@@ -37,7 +37,7 @@ def run_records(config, grid: PolicyGrid, curves: Mapping[str, np.ndarray]) -> l
 
 def checks(config, grid: PolicyGrid, curves: Mapping[str, np.ndarray],
            initial: np.ndarray) -> dict:
-  """Numbers behind the SPEC claims, for experiments/reproduce.py."""
+  """Numbers behind the paper's claims, for experiments/reproduce.py."""
   names = metric_names(config)
   log_p, hard = names.index("mean_log_p"), names.index("hardest_decile_log_p")
   trunc = curves["exact_truncated"][-1]

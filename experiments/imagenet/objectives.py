@@ -1,6 +1,6 @@
 r"""Classification as binary-reward RL: cross-entropy and the sampled group objectives.
 
-The policy is the classifier's softmax ``pi(.|x)`` over ``C`` classes (SPEC section 4.2). A
+The policy is the classifier's softmax ``pi(.|x)`` over ``C`` classes (paper section 6.1). A
 rollout is one label ``y ~ pi(.|x)`` drawn with replacement; its reward is ``r = 1[y = y*]``,
 so the pass rate is ``p(x) = pi(y*|x)``.
 

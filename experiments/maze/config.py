@@ -35,7 +35,7 @@ PAPER_KS = (1, 32, 128, 256, 1024, 2048)
 
 
 def _base() -> ml_collections.ConfigDict:
-  """The paper's values (SPEC 4.3); presets override what they shrink."""
+  """The paper's values (paper section 6.2); presets override what they shrink."""
   c = ml_collections.ConfigDict()
   c.preset = "paper"
   c.experiment = "sweep"
@@ -52,11 +52,13 @@ def _base() -> ml_collections.ConfigDict:
   # The authors' protocol (maxrl_jax.envs.maze): their verifier (the first arrival at the goal
   # wins; "end_on_goal" is the stricter earlier rule), their generator (cell-frontier Prim grown
   # from the start cell; "random_root" is the earlier one), up to 180 response tokens, and
-  # rollouts that stop at <eos>.
+  # rollouts that stop at DONE or <eos>: the authors' maze/ckpt-1500/generation_config.json has
+  # eos_token_id [2, 7] (<eos>, DONE), which their HF rollout and maze/sft.py's evaluation use.
+  # The verifier ignores everything after the first DONE, so rewards do not depend on it.
   c.maze.reward_rule = "first_arrival"
   c.maze.generator = "from_start"
   c.maze.response_budget = 180  # 0: the longest BFS answer, 2 m^2 tokens (128 for 17x17)
-  c.maze.stop_tokens = ("<eos>",)
+  c.maze.stop_tokens = ("DONE", "<eos>")
 
   # Policy: Qwen2-style decoder (maxrl_jax.models.transformer.DecoderConfig fields).
   c.model = ml_collections.ConfigDict()

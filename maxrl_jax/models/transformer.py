@@ -1,4 +1,4 @@
-"""Qwen2-style decoder-only Transformer: the maze policy (SPEC section 4.3).
+"""Qwen2-style decoder-only Transformer: the maze policy (paper section 6.2).
 
 Architecture (per layer, pre-norm residual)::
 
@@ -54,7 +54,7 @@ _INIT = nn.initializers.normal(stddev=0.02)
 
 @dataclasses.dataclass(frozen=True)
 class DecoderConfig:
-  """Sizes of the decoder. Defaults are the paper's maze model (SPEC 4.3).
+  """Sizes of the decoder. Defaults are the paper's maze model (paper section 6.2).
 
   Attributes:
     vocab_size: number of token ids.
