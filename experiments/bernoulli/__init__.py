@@ -1,1 +1,1 @@
-"""Toy Bernoulli policy driver: every MaxRL estimator against the exact truth (SPEC 4.1)."""
+"""Toy Bernoulli policy driver: every MaxRL estimator against the exact truth (not in the paper)."""

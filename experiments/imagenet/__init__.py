@@ -1,1 +1,1 @@
-"""ImageNet as binary-reward classification (SPEC section 4.2): ResNet, objectives, driver."""
+"""ImageNet as binary-reward classification (paper section 6.1): ResNet, objectives, driver."""

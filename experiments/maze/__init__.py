@@ -1,1 +1,1 @@
-"""Maze navigation driver (SPEC section 4.3): SFT on BFS paths, then on-policy RL, the N sweep."""
+"""Maze navigation driver (paper section 6.2): SFT on BFS paths, then on-policy RL, the N sweep."""
