@@ -9,4 +9,4 @@ Modules:
   models:     Flax models (Qwen2-style decoder, ResNet).
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0.dev0"
