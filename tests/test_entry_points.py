@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_VOLATILE = ("wall", "time", "_s", "figures", "resumed")
+_VOLATILE = ("wall", "time", "_s", "figures", "resumed", "table")
 
 
 def _env():
@@ -142,3 +142,59 @@ def test_bernoulli_busy_workdir_is_refused(tmp_path):
   finally:
     holder.kill()
     holder.wait()
+
+
+# ----------------------------------------------------------------------------- maze
+
+MAZE = "experiments.maze.main"
+
+
+def _has_loss_line(path):
+  try:
+    with open(path) as f:
+      return any('"loss"' in line for line in f if line.endswith("\n"))
+  except FileNotFoundError:
+    return False
+
+
+@pytest.fixture(scope="module")
+def maze_reference(tmp_path_factory):
+  workdir = str(tmp_path_factory.mktemp("maze_ref"))
+  res = run(MAZE, "smoke", workdir)
+  assert res.returncode == 0, res.stderr
+  return workdir
+
+
+def _maze_stable(workdir):
+  out = stable(summary(workdir))
+  out.pop("sft", None)
+  return out, stable(summary(os.path.join(workdir, "sft")))
+
+
+@pytest.mark.parametrize("where", ["sft", "rl"])
+def test_maze_sigterm_then_rerun_equals_uninterrupted(tmp_path, maze_reference, where):
+  workdir = str(tmp_path / "run")
+  target = (os.path.join(workdir, "sft", "metrics.jsonl") if where == "sft"
+            else os.path.join(workdir, "rl", "maxrl_n2", "metrics.jsonl"))
+  code, out, waited = interrupt(MAZE, "smoke", workdir, lambda: _has_loss_line(target))
+  assert code == 0, out
+  assert waited < 120 and "preempted" in out, out
+  assert not os.path.exists(os.path.join(workdir, "summary.json"))
+  if where == "sft":  # RL never starts from an incomplete SFT stage.
+    assert not os.path.exists(os.path.join(workdir, "rl"))
+  res = run(MAZE, "smoke", workdir)
+  assert res.returncode == 0, res.stderr
+  assert _maze_stable(workdir) == _maze_stable(maze_reference)
+  table = lambda d: open(os.path.join(d, "table.md")).read()
+  assert table(workdir) == table(maze_reference)
+
+
+def test_maze_changed_config_and_invalid_fields(tmp_path, maze_reference):
+  res = run(MAZE, "smoke", maze_reference, "--config.sft.learning_rate=0.5")
+  assert res.returncode == 2 and "error: config.sft.learning_rate:" in res.stderr, res.stderr
+  for flag, field in (("--config.rl.temperature=0", "config.rl.temperature"),
+                      ("--config.rl.batch_size=16", "config.rl.batch_size")):
+    res = run(MAZE, "smoke", str(tmp_path / "x"), flag)
+    assert res.returncode == 2, res.stderr
+    assert res.stderr.strip().splitlines()[-1].startswith(f"error: {field}:"), res.stderr
+    assert "Traceback" not in res.stderr
