@@ -163,3 +163,24 @@ def test_io_error_names_the_path(tmp_path):
   target.write_text("x")
   with pytest.raises(files.WorkdirIOError, match=str(target)):
     files.write_json(target / "below" / "summary.json", {})  # a file is not a directory
+
+
+def test_profile_trace_and_progress_side_times(tmp_path, monkeypatch, capsys):
+  monkeypatch.setattr(stage_lib, "_profile_steps", 2)
+  res = _run(_stage(tmp_path), final_eval=lambda s, t: {"x": float(s["x"])},
+             on_chunk_end=lambda s, step, w: None, progress_every_seconds=0.0)
+  assert res.complete
+  traces = [os.path.join(d, n) for d, _, names in os.walk(tmp_path / "profile") for n in names]
+  assert any(t.endswith(".xplane.pb") for t in traces), traces
+  out = capsys.readouterr().out
+  assert "ckpt 00:00:00" in out and "eval 00:00:00" in out, out
+
+
+def test_config_is_written_to_tensorboard_as_text_and_hparams(tmp_path):
+  with logs.MetricWriter(tmp_path, enabled=True) as w:
+    w.write_config({"rl": {"lr": 0.1, "ks": [1, 2]}, "name": "x"})
+  events = [n for d, _, names in os.walk(tmp_path / "tb") for n in names]
+  assert events
+  data = b"".join(open(os.path.join(d, n), "rb").read()
+                  for d, _, names in os.walk(tmp_path / "tb") for n in names)
+  assert b"rl.lr" in data and b"hparams" in data

@@ -42,6 +42,12 @@ _ALLOW_CONFIG_CHANGE = flags.DEFINE_bool(
     "(the new config is recorded; the results mix both).")
 
 
+_PROFILE_STEPS = flags.DEFINE_integer(
+    "profile_steps", 0,
+    "Record a jax.profiler trace of this many training steps of every stage (after its first, "
+    "compiling chunk) into <stage workdir>/profile; 0: off.")
+
+
 def config_path(module_file: str, preset: str) -> str:
   """``<directory of module_file>/config.py:<preset>``: a config-flag default that works from
   any working directory."""
@@ -55,6 +61,7 @@ def _main(body: Callable[[], Any], argv) -> None:
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)
   stage_lib.set_allow_config_change(_ALLOW_CONFIG_CHANGE.value)
+  stage_lib.set_profile_steps(_PROFILE_STEPS.value)
   mesh_lib.initialize_distributed()
   with loop.PreemptionGuard() as guard:
     loop.install(guard)

@@ -128,10 +128,21 @@ class MetricWriter:
         self._tb.add_scalar(tensorboard_tag(k), v, global_step=int(step))
 
   def write_config(self, config: Any) -> None:
-    """Writes ``workdir/config.json`` (sorted keys, indented)."""
+    """Writes ``workdir/config.json`` (sorted keys, indented) and, with TensorBoard, the config
+    as text and as hyperparameters (the HParams dashboard's table, scalar fields only)."""
     if not self.enabled:
       return
-    files.write_json(files.as_path(self.workdir) / CONFIG_FILE, config_to_dict(config))
+    as_dict = config_to_dict(config)
+    files.write_json(files.as_path(self.workdir) / CONFIG_FILE, as_dict)
+    if self._tb is not None:
+      flat = _flatten(as_dict) if isinstance(as_dict, Mapping) else {}
+      text = "\n".join(f"    {k} = {v!r}" for k, v in sorted(flat.items()))
+      self._tb.add_text("config", text)
+      hparams = {k: v for k, v in flat.items() if isinstance(v, (bool, int, float, str))}
+      if hparams:
+        from tensorboardX.summary import hparams as hparams_summary  # pylint: disable=g-import-not-at-top
+        for summary in hparams_summary(hparams, {}):
+          self._tb.file_writer.add_summary(summary)
 
   def flush(self) -> None:
     if self._jsonl is not None:
@@ -163,6 +174,16 @@ class MetricWriter:
 
   def __exit__(self, *exc) -> None:
     self.close()
+
+
+def _flatten(tree: Mapping, prefix: str = "") -> dict:
+  out = {}
+  for k, v in tree.items():
+    if isinstance(v, Mapping):
+      out.update(_flatten(v, f"{prefix}{k}."))
+    else:
+      out[f"{prefix}{k}"] = v if not isinstance(v, list) else str(v)
+  return out
 
 
 def _copy_tree(local_dir: str, dest) -> None:
@@ -245,6 +266,11 @@ class Progress:
     self._step0 = self.start_step
     self._last_print = -math.inf
     self.steps_per_second = float("nan")
+    self.side_seconds: dict[str, float] = {}  # time spent outside the train chunks
+
+  def add_time(self, name: str, seconds: float) -> None:
+    """Accounts ``seconds`` of non-training work (``eval``, ``ckpt``) shown beside the rate."""
+    self.side_seconds[name] = self.side_seconds.get(name, 0.0) + float(seconds)
 
   def eta_seconds(self, step: int) -> float:
     if not self.steps_per_second > 0:
@@ -266,6 +292,8 @@ class Progress:
     if self.steps_per_second == self.steps_per_second:  # Not NaN.
       parts.append(f"  {self.steps_per_second:.3g} steps/s")
     parts.append(f"  ETA {format_duration(self.eta_seconds(step))}")
+    for k, v in self.side_seconds.items():
+      parts.append(f"  {k} {format_duration(v)}")
     for k, v in extra.items():
       try:
         parts.append(f"  {k}={_to_float(v):.4g}")

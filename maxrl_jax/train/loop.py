@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import signal
 import threading
+import time
 from typing import Any, Callable, Mapping, Sequence
 
 import jax
@@ -242,8 +243,11 @@ def _run(state, start_step, total_steps, chunk_steps, train_chunk, checkpointer,
 
   def save(step: int) -> None:
     if checkpointer is not None:
+      t0 = time.perf_counter()
       meta = meta_fn(step) if meta_fn is not None else {}
       checkpointer.save(step, state, meta)
+      if progress is not None:
+        progress.add_time("ckpt", time.perf_counter() - t0)
 
   step = start_step
   reason = COMPLETED
@@ -265,7 +269,10 @@ def _run(state, start_step, total_steps, chunk_steps, train_chunk, checkpointer,
         if writer is not None:
           writer.flush()
       if on_chunk_end is not None:
+        t0 = time.perf_counter()
         on_chunk_end(state, step)
+        if progress is not None:
+          progress.add_time("eval", time.perf_counter() - t0)
     if pending is not None:
       item, pending = pending, None
       process(item)

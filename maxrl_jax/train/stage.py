@@ -44,6 +44,7 @@ COMPLETED = loop.COMPLETED
 PREEMPTED = loop.PREEMPTED
 
 _allow_config_change = False
+_profile_steps = 0
 
 
 def set_allow_config_change(allow: bool) -> None:
@@ -51,6 +52,39 @@ def set_allow_config_change(allow: bool) -> None:
   flag of the entry point)."""
   global _allow_config_change
   _allow_config_change = bool(allow)
+
+
+def set_profile_steps(steps: int) -> None:
+  """Process-wide: record a ``jax.profiler`` trace of this many steps of every stage, starting
+  after its first (compiling) chunk, into ``<stage workdir>/profile`` (the ``--profile_steps``
+  flag of the entry point; 0: off). View it with TensorBoard's profile plugin or Perfetto."""
+  global _profile_steps
+  _profile_steps = int(steps)
+
+
+def _profiled(train_chunk, directory: str, steps: int):
+  """``train_chunk`` that traces ``steps`` steps after the first chunk it runs."""
+  import jax  # pylint: disable=g-import-not-at-top
+  state = {"calls": 0, "start": None, "done": False}
+
+  def chunk(s, start, n):
+    if state["calls"] == 1 and state["start"] is None:
+      jax.profiler.start_trace(directory)
+      state["start"] = start
+    state["calls"] += 1
+    out = train_chunk(s, start, n)
+    if state["start"] is not None and not state["done"] and start + n - state["start"] >= steps:
+      jax.block_until_ready(out)
+      jax.profiler.stop_trace()
+      state["done"] = True
+    return out
+
+  def close():
+    if state["start"] is not None and not state["done"]:
+      jax.profiler.stop_trace()
+      state["done"] = True
+
+  return chunk, close
 
 
 @dataclasses.dataclass(frozen=True)
@@ -236,17 +270,24 @@ def run_stage(
         progress = logs.Progress(stage.total_steps, start, every_seconds=progress_every_seconds,
                                  name=stage.name)
         t0 = time.time()
+        close_profile = lambda: None
+        if _profile_steps > 0:
+          train_chunk, close_profile = _profiled(train_chunk, str(root / "profile"),
+                                                 _profile_steps)
         chunk_end = metrics_hook = None
         if on_chunk_end is not None:
           chunk_end = lambda s, step: on_chunk_end(s, step, writer)
         if on_metrics is not None:
           metrics_hook = lambda start, n, m: on_metrics(start, n, m, writer)
-        state, step, reason = loop.run_loop(
-            state=state, start_step=start, total_steps=stage.total_steps,
-            chunk_steps=stage.chunk_steps, train_chunk=train_chunk, checkpointer=ckpt,
-            writer=writer, checkpoint_every=stage.checkpoint_every, progress=progress,
-            on_chunk_end=chunk_end, meta_fn=meta_fn, guard=guard, log_every=stage.log_every,
-            finite_keys=stage.finite_keys, on_metrics=metrics_hook)
+        try:
+          state, step, reason = loop.run_loop(
+              state=state, start_step=start, total_steps=stage.total_steps,
+              chunk_steps=stage.chunk_steps, train_chunk=train_chunk, checkpointer=ckpt,
+              writer=writer, checkpoint_every=stage.checkpoint_every, progress=progress,
+              on_chunk_end=chunk_end, meta_fn=meta_fn, guard=guard, log_every=stage.log_every,
+              finite_keys=stage.finite_keys, on_metrics=metrics_hook)
+        finally:
+          close_profile()
         train_wall = time.time() - t0
         if reason == COMPLETED and step == stage.total_steps and step not in ckpt.all_steps():
           ckpt.save(step, state)  # e.g. a 0-step stage: its state must be restorable exactly
