@@ -10,10 +10,11 @@ For each N (rollouts per maze) it measures, on the same mazes, parameters and ke
     shared    prompt encoded once per maze, the N rollouts attend to its keys/values
     repeated  prompt repeated N times (N copies of the prompt cache)
     nocache   prompt repeated N times and no cache: the whole sequence recomputed every step
-  RL step (one on-policy update: MaxRL advantages from the maze verifier, the surrogate loss of
-  maxrl_jax.estimators on the sampled responses, forward + backward, optax AdamW):
+  RL step (the maze driver's update, experiments.maze.steps.rl_update: MaxRL advantages, the
+  token-mean surrogate loss on the sampled responses, forward + backward accumulated over maze
+  micro-batches, the paper's AdamW with clipping):
     shared    maxrl_jax.sampling.response_logprobs (prompt encoded once per maze)
-    naive     response_logprobs_naive (prompt repeated N times)
+    naive     the same update traced with response_logprobs_naive (prompt repeated N times)
 
 and prints one JSON object: seconds per call (median of --repeats, compilation excluded and
 reported separately), generated tokens per second (tokens up to and including each rollout's stop
@@ -29,18 +30,23 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import os
 import statistics
+import sys
 import time
+from unittest import mock
 
-import jax
-import jax.numpy as jnp
-import numpy as np
-import optax
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from maxrl_jax import estimators
-from maxrl_jax import sampling
-from maxrl_jax.envs import maze as M
-from maxrl_jax.models import transformer as tf
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+
+from experiments.maze import steps as maze_steps  # noqa: E402
+from maxrl_jax import estimators  # noqa: E402
+from maxrl_jax import sampling  # noqa: E402
+from maxrl_jax.envs import maze as M  # noqa: E402
+from maxrl_jax.models import transformer as tf  # noqa: E402
+from maxrl_jax.train.state import TrainState  # noqa: E402
 
 PRESETS = {
     # About a minute on 2 idle CPU cores (most of it compilation).
@@ -97,32 +103,32 @@ def _sample_all(params, cfg, prompts, key, n, max_new_tokens, variant, chunk):
 
 
 def make_rl_step(cfg, optimizer, variant: str, chunk: int):
-  """One on-policy update; gradients accumulated over chunks of ``chunk`` mazes (lax.scan)."""
-  logprob_fn = (sampling.response_logprobs if variant == "shared"
-                else sampling.response_logprobs_naive)
+  """The maze driver's RL update (``experiments.maze.steps.rl_update``) on given rollouts.
 
-  def loss_fn(params, prompts, tokens, mask, adv):
-    lp = logprob_fn(params, cfg, prompts, tokens)
-    return estimators.surrogate_loss(lp, mask, adv)
+  MaxRL advantages from the rewards, the token-mean surrogate loss, gradients accumulated over
+  micro-batches of ``chunk`` mazes, one optimiser step: ``(state, prompts, tokens, mask,
+  rewards) -> (state, loss)``. ``naive`` is the same update traced with the prompt repeated N
+  times in the loss (``sampling.response_logprobs_naive`` in place of ``response_logprobs``).
+  """
 
-  @jax.jit
-  def step(params, opt_state, prompts, tokens, mask, rewards):
+  def step(state, prompts, tokens, mask, rewards):
     adv = estimators.advantages(rewards, "maxrl")
-    b = prompts.shape[0]
-    split = lambda x: x.reshape((b // chunk, chunk) + x.shape[1:])
-    xs = tuple(map(split, (prompts, tokens, mask, adv)))
+    out = sampling.SampleOutput(tokens, mask, jnp.zeros_like(mask))
+    state, loss, _ = maze_steps.rl_update(state, prompts, out, adv, model_cfg=cfg,
+                                          optimizer=optimizer, grad_mazes=chunk,
+                                          aggregation="token_mean")
+    return state, loss
 
-    def body(acc, x):
-      loss, g = jax.value_and_grad(loss_fn)(params, *x)
-      return jax.tree.map(jnp.add, acc, g), loss
+  jitted = jax.jit(step)
+  if variant == "shared":
+    return jitted
 
-    zeros = jax.tree.map(jnp.zeros_like, params)
-    grads, losses = jax.lax.scan(body, zeros, xs)
-    grads = jax.tree.map(lambda g: g / (b // chunk), grads)
-    updates, opt_state = optimizer.update(grads, opt_state, params)
-    return optax.apply_updates(params, updates), opt_state, jnp.mean(losses)
+  def naive(*args):
+    # Traced (first call) with the repeated-prompt log-probabilities; later calls hit the cache.
+    with mock.patch.object(sampling, "response_logprobs", sampling.response_logprobs_naive):
+      return jitted(*args)
 
-  return step
+  return naive
 
 
 def run(preset: str, ns=None, repeats=None, seed: int = 0) -> dict:
@@ -136,8 +142,10 @@ def run(preset: str, ns=None, repeats=None, seed: int = 0) -> dict:
   t_max = p["max_new_tokens"]
   key = jax.random.PRNGKey(seed + 1)
   reward_fn = jax.jit(jax.vmap(jax.vmap(M.reward, in_axes=(None, 0)), in_axes=(0, 0)))
-  optimizer = optax.adamw(1e-4)
-  opt_state = optimizer.init(params)
+  # The paper's RL optimiser (experiments/maze/config.py): AdamW lr 1e-4, betas (0.9, 0.999),
+  # weight decay 0.01, clipping at global norm 1.0.
+  optimizer = maze_steps.make_optimizer((1e-4, 0.01, 0, 1.0, (0.9, 0.999)))
+  state = TrainState(params, optimizer.init(params))
 
   result = {
       "preset": preset, "device": str(jax.devices()[0].device_kind),
@@ -174,8 +182,8 @@ def run(preset: str, ns=None, repeats=None, seed: int = 0) -> dict:
     for variant in ("shared", "naive"):
       chunk = _chunk(p["num_mazes"], n, p["rl_rollouts"][variant])
       step = make_rl_step(cfg, optimizer, variant, chunk)
-      fn = lambda: step(params, opt_state, prompts, shared_out.tokens, shared_out.mask, rewards)
-      first, sec, (_, _, loss) = _timed(fn, repeats)
+      fn = lambda: step(state, prompts, shared_out.tokens, shared_out.mask, rewards)
+      first, sec, (_, loss) = _timed(fn, repeats)
       row["rl_step"][variant] = {"chunk_mazes": chunk, "seconds": sec,
                                  "first_call_seconds": first, "loss": float(loss),
                                  "rollouts_per_s": p["num_mazes"] * n / sec}
