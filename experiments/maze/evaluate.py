@@ -23,10 +23,12 @@ from maxrl_jax.train import mesh as mesh_lib
 
 
 @functools.lru_cache(maxsize=None)
-def _eval_program(task, model_cfg, num_samples, temperature, compile_options):
+def _eval_program(task, model_cfg, num_samples, temperature, compile_options, mesh):
   """Jitted ``(params, grids[M, S, S], key) -> successes[M]`` among ``num_samples`` rollouts."""
 
-  @functools.partial(jax.jit, compiler_options=dict(compile_options) or None)
+  # Replicated output: every process reads all counts (multi-host runs).
+  @functools.partial(jax.jit, compiler_options=dict(compile_options) or None,
+                     out_shardings=mesh_lib.replicated(mesh))
   def successes(params, grids, key):
     prompts = task.prompts(grids)
     out = sampling.sample(params, model_cfg, prompts, key, num_samples=num_samples,
@@ -59,18 +61,18 @@ def success_counts(params, model_cfg, task: maze_data.MazeTask, grids: jax.Array
   ndev = mesh.devices.size
   mb = -(-min(mazes_per_call, m) // ndev) * ndev
   sb = _divisor_at_most(num_samples, samples_per_call)
-  program = _eval_program(task, model_cfg, sb, float(temperature), compile_options)
+  program = _eval_program(task, model_cfg, sb, float(temperature), compile_options, mesh)
   counts = np.zeros((m,), np.int64)
   for i0 in range(0, m, mb):
     block = grids[i0:i0 + mb]
     valid = block.shape[0]
     if valid < mb:
       block = np.concatenate([block, np.repeat(block[:1], mb - valid, 0)], 0)
-    block = jax.device_put(block, mesh_lib.batch_sharding(mesh))
+    block = mesh_lib.put_global(block, mesh_lib.batch_sharding(mesh))
     for j0 in range(0, num_samples, sb):
       k = jax.random.fold_in(jax.random.fold_in(key, i0), j0)
       c = program(params, block, k)
-      counts[i0:i0 + valid] += np.asarray(c)[:valid]
+      counts[i0:i0 + valid] += np.asarray(c.addressable_data(0))[:valid]
   return counts
 
 

@@ -27,6 +27,7 @@ from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from experiments.maze import data as maze_data
@@ -240,7 +241,7 @@ def make_sft_chunk(config, task, model_cfg, mesh) -> Callable:
 
   def train_chunk(state, start_step, num_steps):
     grids = task.chunk_grids("sft", start_step, num_steps, batch)
-    return program(state, jax.device_put(grids, grid_sharding(mesh)))
+    return program(state, mesh_lib.put_global(grids, grid_sharding(mesh)))
 
   return train_chunk
 
@@ -249,7 +250,8 @@ def make_rl_chunk(config, task, model_cfg, mesh) -> Callable:
   """``train_chunk(state, start_step, num_steps)`` of stage 2 (``config`` is one run's)."""
   rl = config.rl
   ms = methods(config)
-  index = jnp.asarray([m for m, _ in ms].index(rl.estimator), jnp.int32)
+  index = mesh_lib.put_global(np.int32([m for m, _ in ms].index(rl.estimator)),
+                              mesh_lib.replicated(mesh))
   program = rl_program(task, model_cfg, optimizer_spec(rl), int(rl.num_rollouts), ms,
                        float(rl.temperature), int(config.seed), mesh, compile_options(config),
                        int(rl.sample_mazes or rl.batch_size), int(rl.grad_mazes or rl.batch_size),
@@ -258,8 +260,9 @@ def make_rl_chunk(config, task, model_cfg, mesh) -> Callable:
 
   def train_chunk(state, start_step, num_steps):
     grids = task.chunk_grids("rl", start_step, num_steps, batch, m)
-    steps = jnp.arange(start_step, start_step + num_steps, dtype=jnp.int32)
-    return program(state, steps, jax.device_put(grids, grid_sharding(mesh)), index)
+    steps = np.arange(start_step, start_step + num_steps, dtype=np.int32)
+    return program(state, mesh_lib.put_global(steps, mesh_lib.replicated(mesh)),
+                   mesh_lib.put_global(grids, grid_sharding(mesh)), index)
 
   return train_chunk
 

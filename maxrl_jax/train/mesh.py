@@ -184,6 +184,15 @@ def host_local_to_global(mesh: Mesh, local_tree: Any, batch_axis: int = 0) -> An
   return jax.tree.map(to_global, local_tree)
 
 
+def put_global(x: Any, sharding: NamedSharding) -> jax.Array:
+  """A global array with ``sharding`` from a host value that is THE SAME in every process
+  (e.g. mazes generated from the step number). One process: a plain ``device_put``."""
+  x = np.asarray(x)
+  if jax.process_count() == 1:
+    return jax.device_put(x, sharding)
+  return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
+
+
 def replicate(mesh: Mesh, tree: Any) -> Any:
   """Places every leaf of ``tree`` replicated over ``mesh``.
 
