@@ -114,10 +114,9 @@ def make_rl_step(cfg, optimizer, variant: str, chunk: int):
   def step(state, prompts, tokens, mask, rewards):
     adv = estimators.advantages(rewards, "maxrl")
     out = sampling.SampleOutput(tokens, mask, jnp.zeros_like(mask))
-    state, loss, _ = maze_steps.rl_update(state, prompts, out, adv, model_cfg=cfg,
-                                          optimizer=optimizer, grad_mazes=chunk,
-                                          aggregation="token_mean")
-    return state, loss
+    res = maze_steps.rl_update(state, prompts, out, adv, model_cfg=cfg, optimizer=optimizer,
+                               grad_mazes=chunk, aggregation="token_mean")
+    return res[0], res[1]  # (state, loss, grads[, ...])
 
   jitted = jax.jit(step)
   if variant == "shared":

@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import inspect
 import json
 import os
 import sys
@@ -177,8 +178,10 @@ def maze_eval(config, task, model_cfg):
   from experiments.maze import evaluate
   from experiments.maze import steps
   m, n = int(config.eval.mazes_per_call), int(config.eval.samples_per_call)
-  program = evaluate._eval_program(task, model_cfg, n, float(config.eval.temperature),  # pylint: disable=protected-access
-                                   steps.compile_options(config))
+  args = (task, model_cfg, n, float(config.eval.temperature), steps.compile_options(config))
+  if "mesh" in inspect.signature(evaluate._eval_program).parameters:  # pylint: disable=protected-access
+    args += (one_device_mesh(),)
+  program = evaluate._eval_program(*args)  # pylint: disable=protected-access
   params = maze_state_spec(model_cfg, steps.optimizer_spec(config.rl)).params
   return compile_abstract(program, params, spec((m, task.size, task.size), np.int8), key_spec())
 
@@ -206,6 +209,26 @@ def _decode_fn(model_cfg, b: int, n: int, lp: int):
         params, tok.reshape(b, n, 1), positions, cache=cache, cache_index=t, prefix=prefix)
     return draw, out, cache
   return step
+
+
+def eval_flops(config, task, model_cfg) -> dict:
+  """Trip-count-corrected FLOPs of one evaluation call: prompt encoding + decoding steps."""
+  m, n = int(config.eval.mazes_per_call), int(config.eval.samples_per_call)
+  lp, cap = task.prompt_length, task.max_response_length
+  params = maze_state_spec(model_cfg, (1e-4, 0.0, 0, 0.0, (0.9, 0.999))).params
+  kv = model_cfg.num_kv_heads, model_cfg.head_dim
+  dt = jnp.dtype(model_cfg.dtype)
+  pre, _ = compile_abstract(_prefill_fn(model_cfg, m, lp), params, spec((m, lp), np.int32))
+  cache = tuple((spec((m, n, cap) + kv, dt),) * 2 for _ in range(model_cfg.num_layers))
+  prefix = tuple((spec((m, lp) + kv, dt),) * 2 for _ in range(model_cfg.num_layers))
+  dec, _ = compile_abstract(_decode_fn(model_cfg, m, n, lp), params, spec((m * n,), np.int32),
+                            spec((), np.int32), cache, prefix,
+                            spec((m * n, model_cfg.vocab_size), np.float32), key_spec())
+  f_pre, f_dec = flops_of(pre), flops_of(dec)
+  return {"tflop_corrected_cap": (f_pre + cap * f_dec) / 1e12,
+          "tflop_corrected_typical": (f_pre + TYPICAL_RESPONSE * f_dec) / 1e12,
+          "corrected_note": (f"one prompt encoding + {cap} (cap) or {TYPICAL_RESPONSE} "
+                             "(typical) decoding steps")}
 
 
 def rl_pieces(config, task, model_cfg, *, response_len: int, share_prompt: bool) -> dict:
@@ -402,6 +425,17 @@ def run(programs=PROGRAMS, flops: bool = True, log=None) -> dict:
       if name == "maze_rl_sweep" and flops:
         log("compiling the loop-free pieces of the RL step (FLOP accounting)")
         result["maze_rl_flops"] = maze_flop_accounting(cfg_p, task_p, mcfg_p, c, batch)
+      if flops and "maze_rl_flops" in result:
+        pieces = result["maze_rl_flops"]["pieces"][f"L{task_p.max_response_length}_shared"]
+        if (pieces["sample_mazes"], pieces["grad_mazes"]) == (int(cfg_p.rl.sample_mazes),
+                                                              int(cfg_p.rl.grad_mazes)):
+          cap = task_p.max_response_length
+          result["programs"][-1].update(
+              tflop_corrected_cap=rl_step_flops(pieces, batch, cap)["total_tflop"],
+              tflop_corrected_typical=rl_step_flops(pieces, batch, TYPICAL_RESPONSE)[
+                  "total_tflop"],
+              corrected_note=(f"loop trip counts applied: {cap} (cap) or {TYPICAL_RESPONSE} "
+                              f"(typical) decoding steps, loss over all {cap} positions"))
     if "maze_eval" in programs:
       log("compiling maze_eval")
       c, s = maze_eval(config, task, model_cfg)
@@ -409,6 +443,8 @@ def run(programs=PROGRAMS, flops: bool = True, log=None) -> dict:
           "maze_eval", c, s, mazes=int(config.eval.mazes_per_call),
           samples=int(config.eval.samples_per_call),
           note="tflop counts the decoding loop body once (one prompt encoding + one step)"))
+      if flops:
+        result["programs"][-1].update(eval_flops(config, task, model_cfg))
   for name, objective, n in (("imagenet_ce", "cross_entropy", 1),
                              ("imagenet_maxrl_n1024", "maxrl", 1024)):
     if name in programs:
