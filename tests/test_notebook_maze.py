@@ -1,6 +1,6 @@
-"""notebooks/maze_sweep.ipynb runs top to bottom on a smoke sweep created here."""
+"""notebooks/maze_sweep.ipynb runs top to bottom: on a sweep given by MAZE_SWEEP_WORKDIR, and on
+the smoke sweep it runs itself when none is given."""
 
-import os
 import pathlib
 
 import nbformat
@@ -12,6 +12,22 @@ from experiments.maze import sweep
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
+def _execute(monkeypatch):
+  monkeypatch.delenv("MPLBACKEND", raising=False)  # the kernel draws inline
+  monkeypatch.setenv("JAX_PLATFORMS", "cpu")
+  monkeypatch.setenv("XLA_FLAGS", "")
+  # The notebook imports the installed packages; make this checkout's importable in the kernel.
+  monkeypatch.setenv("PYTHONPATH", str(ROOT))
+  nb = nbformat.read(ROOT / "notebooks" / "maze_sweep.ipynb", as_version=4)
+  NotebookClient(nb, timeout=300, kernel_name="python3",
+                 resources={"metadata": {"path": str(ROOT / "notebooks")}}).execute()
+  outputs = "".join(str(o.get("text", "")) + str(o.get("data", {}).get("text/markdown", ""))
+                    for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+  images = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
+            if "image/png" in o.get("data", {})]
+  return outputs, images
+
+
 def test_maze_notebook_executes(tmp_path, monkeypatch):
   cfg = maze_config.get_config("smoke")
   cfg.sweep.estimators = ("maxrl", "grpo")
@@ -20,15 +36,18 @@ def test_maze_notebook_executes(tmp_path, monkeypatch):
   assert sweep.run_sweep(cfg, str(workdir))["complete"]
 
   monkeypatch.setenv("MAZE_SWEEP_WORKDIR", str(workdir))
-  monkeypatch.delenv("MPLBACKEND", raising=False)  # the kernel draws inline
-  nb = nbformat.read(ROOT / "notebooks" / "maze_sweep.ipynb", as_version=4)
-  NotebookClient(nb, timeout=300, kernel_name="python3",
-                 resources={"metadata": {"path": str(ROOT / "notebooks")}}).execute()
-  outputs = "".join(str(o.get("text", "")) + str(o.get("data", {}).get("text/markdown", ""))
-                    for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+  outputs, images = _execute(monkeypatch)
   assert "| maxrl | 4 |" in outputs and "| grpo | 4 |" in outputs
   assert "pass@1, N=4: best" in outputs
   assert (workdir / "notebook_figures" / "maze_fig3_neglog_passk_vs_n.png").stat().st_size > 10_000
-  images = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
-            if "image/png" in o.get("data", {})]
+  assert len(images) >= 3
+
+
+def test_maze_notebook_runs_its_own_smoke_sweep(monkeypatch):
+  monkeypatch.delenv("MAZE_SWEEP_WORKDIR", raising=False)
+  outputs, images = _execute(monkeypatch)
+  assert "smoke sweep finished in" in outputs
+  for n in (2, 4):
+    assert f"| maxrl | {n} |" in outputs and f"| grpo | {n} |" in outputs
+  assert "SFT start" in outputs
   assert len(images) >= 3
