@@ -34,6 +34,7 @@ import chex
 import jax
 import jax.numpy as jnp
 
+from maxrl_jax import estimators
 from maxrl_jax.models import transformer
 
 Array = jax.Array
@@ -253,9 +254,9 @@ def sample_naive(params: Any, cfg: DecoderConfig, prompts: Array, key: Array, *,
                 return_num_steps=return_num_steps)
 
 
-@functools.partial(jax.jit, static_argnames=("cfg",))
+@functools.partial(jax.jit, static_argnames=("cfg", "return_entropy"))
 def response_logprobs(params: Any, cfg: DecoderConfig, prompts: Array, responses: Array, *,
-                      temperature: float = 1.0) -> Array:
+                      temperature: float = 1.0, return_entropy: bool = False):
   """``log pi^{(T)}(y_t | x, y_<t)`` for every response token, prompt encoded once.
 
   Args:
@@ -265,8 +266,12 @@ def response_logprobs(params: Any, cfg: DecoderConfig, prompts: Array, responses
     responses: int32 ``[B, N, Lr]`` (padding after the stop token is scored too; mask it).
     temperature: the sampling temperature (1.0 for the RL loss).
 
+    return_entropy: also return the exact entropy of each token's distribution (float32
+      ``[B, N, Lr]``, ``maxrl_jax.estimators.token_entropy``), e.g. for an entropy bonus.
+
   Returns:
-    float32 ``[B, N, Lr]``, differentiable in ``params`` (through the prompt encoding as well).
+    float32 ``[B, N, Lr]``, differentiable in ``params`` (through the prompt encoding as well);
+    with ``return_entropy``, ``(logprobs, entropies)``.
   """
   chex.assert_rank([prompts, responses], [2, 3])
   b, lp = prompts.shape
@@ -282,7 +287,10 @@ def response_logprobs(params: Any, cfg: DecoderConfig, prompts: Array, responses
     logits = jnp.concatenate([first, logits_r], axis=2)
   else:
     logits = first
-  return _token_logprobs(logits, responses, temperature)
+  logprobs = _token_logprobs(logits, responses, temperature)
+  if return_entropy:
+    return logprobs, estimators.token_entropy(logits.astype(jnp.float32) / temperature)
+  return logprobs
 
 
 def _token_logprobs(logits: Array, tokens: Array, temperature) -> Array:

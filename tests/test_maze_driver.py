@@ -193,3 +193,21 @@ def test_data_scarce_smoke(tmp_path):
     assert "eval/train/pass@1" in s["eval"] and "eval/test/pass@32" in s["eval"]
   assert os.path.getsize(os.path.join(workdir, "figures", plots.FIG_SCARCE)) > 10_000
   assert "Training mazes" in open(os.path.join(workdir, plots.TABLE)).read()
+
+
+def test_table3_methods_run_in_the_maze_driver(tmp_path):
+  """PKPO, Differential Smoothing and GRPO + entropy bonus train through the driver's RL step."""
+  cfg = _smoke()
+  cfg.sweep.estimators = ("grpo+entropy", "dsgrpo", "pkpo")
+  cfg.sweep.num_rollouts = (4,)
+  cfg.rl.estimator_options.pkpo = {"k": 2}
+  cfg.rl.entropy_coef = 0.01
+  runs.validate(cfg)
+  out = sweep.run_sweep(cfg, str(tmp_path / "t3"))
+  assert out["complete"] and set(out["runs"]) == {"grpo+entropy_n4", "dsgrpo_n4", "pkpo_n4"}
+  hist = logs.read_metrics(sweep.run_dir(str(tmp_path / "t3"), "grpo+entropy_n4"))
+  ent = [r["train/entropy_per_token"] for r in hist if "train/entropy_per_token" in r]
+  assert ent and all(e > 0 for e in ent)
+  cfg.rl.entropy_coef = 0.0
+  with pytest.raises(ConfigError, match="config.rl.entropy_coef"):
+    runs.validate(cfg)

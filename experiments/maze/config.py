@@ -112,6 +112,9 @@ def _base() -> ml_collections.ConfigDict:
   c.rl.max_grad_norm = 1.0  # 0: no clipping
   c.rl.loss_aggregation = "token_mean"  # or "sequence_mean"
   c.rl.temperature = 1.0
+  # Entropy bonus of the runs named "<estimator>+entropy" (Table 3's "GRPO + entropy bonus").
+  # The paper gives no coefficient; 0.001 is verl's long-standing default, not tuned here.
+  c.rl.entropy_coef = 0.001
   # Memory: sample this many mazes at a time, accumulate gradients over micro-batches of this
   # many mazes (0: the whole batch). The update equals the unchunked one.
   c.rl.sample_mazes = 32
@@ -237,6 +240,8 @@ def get_config(preset: str = "cpu") -> ml_collections.ConfigDict:
     # The paper's default setting (Table 3, Figure 18): batch 32 mazes x 128 rollouts, 20,000
     # steps, every estimator of Table 3 from the same SFT checkpoint.
     c.preset = "paper_table3"
+    c.sweep.estimators = ("maxrl", "grpo", "rloo", "grpo+entropy", "pkpo", "dsgrpo")
+    c.rl.estimator_options.pkpo = {"k": 16}  # Table 3's "PKPO (T = 16)"
     c.sweep.num_rollouts = (128,)
     c.sweep.batch_size = 32
     c.sweep.steps = 20000

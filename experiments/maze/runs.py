@@ -87,19 +87,25 @@ def validate(config, mesh=None) -> None:
       require(rl[field] is None, f"config.rl.{field}",
               f"is set per run by config.{by} in a {config.experiment} experiment; override "
               f"config.{by} instead (got {rl[field]!r})")
+  require(rl.entropy_coef >= 0, "config.rl.entropy_coef", f"must be >= 0, got {rl.entropy_coef}")
   unknown = sorted(set(rl.estimator_options) - set(estimators.METHODS))
   require(not unknown, "config.rl.estimator_options",
           f"must map estimator names to their options, e.g. {{'grpo': {{'std': 'sample'}}}}; "
           f"unknown names {unknown}")
   runs = grid_runs(config)
   require(len(runs) >= 1, "config.sweep.estimators", "no RL run configured")
-  for estimator, n, _ in runs:
+  for name, n, _ in runs:
+    estimator = steps.base_estimator(name)
     require(estimator in estimators.METHODS, "config.rl.estimator",
-            f"unknown estimator {estimator!r}; choose from {sorted(estimators.METHODS)}")
+            f"unknown estimator {estimator!r}; choose from {sorted(estimators.METHODS)} (a "
+            f"'{steps.ENTROPY_SUFFIX}' suffix adds the entropy bonus rl.entropy_coef)")
+    if name != estimator:
+      require(rl.entropy_coef > 0, "config.rl.entropy_coef",
+              f"must be > 0 for the run {name!r}")
     require(n >= 1, "config.rl.num_rollouts", f"must be >= 1, got {n}")
     opts = dict(rl.estimator_options[estimator]) if estimator in rl.estimator_options else {}
     try:  # Options the estimator rejects (e.g. truncation > N) fail here, not inside jit.
-      estimators.make_advantage_fn(estimator, **opts)(np.zeros((1, n), np.float32))
+      steps.adv_fn(estimator, opts)(np.zeros((1, n), np.float32), np.zeros((1, n), np.float32))
     except ValueError as e:
       raise ConfigError(f"config.rl.estimator_options.{estimator}", f"with N={n}: {e}") from e
   single = config.experiment == "single"

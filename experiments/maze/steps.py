@@ -129,34 +129,53 @@ def sample_batch(params, model_cfg, task, prompts, key, *, n, temperature, sampl
 
 
 def rl_update(state: TrainState, prompts, out: sampling.SampleOutput, adv, *, model_cfg,
-              optimizer, grad_mazes: int, aggregation: str):
+              optimizer, grad_mazes: int, aggregation: str, entropy_coef: float = 0.0,
+              return_entropy: bool = False):
   """One optimiser update from sampled rollouts; gradients accumulated over maze micro-batches.
 
-  Returns ``(state, loss, grads)``; the loss and gradients are those of the whole batch.
+  The loss is ``estimators.surrogate_loss`` with ``aggregation`` over the whole batch (each
+  micro-batch normalised by the whole batch's token or sequence count), minus
+  ``entropy_coef`` times the same aggregation of the exact per-token entropies.
+
+  Returns ``(state, loss, grads)``: the loss and gradients of the whole batch; with
+  ``return_entropy`` also the mean per-token entropy of the policy on the sampled responses.
   """
   b, n = adv.shape
   g = min(grad_mazes, b)
-  norm = ({"num_tokens": jnp.maximum(out.mask.sum(), 1.0)} if aggregation == "token_mean"
+  num_tokens = jnp.maximum(out.mask.sum(), 1.0)
+  norm = ({"num_tokens": num_tokens} if aggregation == "token_mean"
           else {"num_sequences": b * n})
 
   def loss_fn(params, p, tokens, mask, a):
-    lp = sampling.response_logprobs(params, model_cfg, p, tokens)
-    return estimators.surrogate_loss(lp, mask, a, aggregation=aggregation, **norm)
+    lp, ent = sampling.response_logprobs(params, model_cfg, p, tokens, return_entropy=True)
+    bonus = {"token_entropies": ent, "entropy_coef": entropy_coef} if entropy_coef else {}
+    loss = estimators.surrogate_loss(lp, mask, a, aggregation=aggregation, **norm, **bonus)
+    return loss, jax.lax.stop_gradient((ent * mask).sum())
 
   def body(acc, xs):
-    loss, grads = jax.value_and_grad(loss_fn)(state.params, *xs)
-    return jax.tree.map(jnp.add, acc, (loss, grads)), None
+    (loss, ent), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, *xs)
+    return jax.tree.map(jnp.add, acc, (loss, grads, ent)), None
 
   xs = tuple(_blocks(x, g) for x in (prompts, out.tokens, out.mask, adv))
-  zeros = (jnp.zeros((), jnp.float32), jax.tree.map(jnp.zeros_like, state.params))
-  (loss, grads), _ = jax.lax.scan(body, zeros, xs)
+  zeros = (jnp.zeros((), jnp.float32), jax.tree.map(jnp.zeros_like, state.params),
+           jnp.zeros((), jnp.float32))
+  (loss, grads, ent), _ = jax.lax.scan(body, zeros, xs)
   updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-  return TrainState(optax.apply_updates(state.params, updates), opt_state), loss, grads
+  new = TrainState(optax.apply_updates(state.params, updates), opt_state)
+  return (new, loss, grads, ent / num_tokens) if return_entropy else (new, loss, grads)
+
+
+def adv_fn(method: str, options) -> Callable:
+  """``(rewards, mean token log-prob) -> advantages``; only ``dsgrpo`` uses the log-probs."""
+  fn = estimators.make_advantage_fn(method, **dict(options))
+  if method in estimators.LOGPROB_METHODS:
+    return lambda r, lp: fn(r, logprobs=lp)
+  return lambda r, lp: fn(r)
 
 
 def _rl_step_fn(task, model_cfg, optimizer, n, methods, temperature, base_key, method_index,
-                sample_mazes, grad_mazes, aggregation):
-  adv_fns = [estimators.make_advantage_fn(m, **dict(o)) for m, o in methods]
+                sample_mazes, grad_mazes, aggregation, entropy_coef):
+  adv_fns = [adv_fn(m, o) for m, o in methods]
 
   def step_fn(state: TrainState, xs):
     step, grids = xs
@@ -165,11 +184,14 @@ def _rl_step_fn(task, model_cfg, optimizer, n, methods, temperature, base_key, m
     out = sample_batch(state.params, model_cfg, task, prompts, key, n=n, temperature=temperature,
                        sample_mazes=sample_mazes)
     rewards = task.rewards(grids, out.tokens)  # [B, N] in {0, 1}
-    adv = (adv_fns[0](rewards) if len(adv_fns) == 1
-           else jax.lax.switch(method_index, adv_fns, rewards))
-    state, loss, grads = rl_update(state, prompts, out, jax.lax.stop_gradient(adv),
-                                   model_cfg=model_cfg, optimizer=optimizer,
-                                   grad_mazes=grad_mazes, aggregation=aggregation)
+    # Mean token log-prob of each rollout under the sampling policy (Differential Smoothing).
+    mean_lp = (out.logprobs * out.mask).sum(-1) / jnp.maximum(out.mask.sum(-1), 1.0)
+    adv = (adv_fns[0](rewards, mean_lp) if len(adv_fns) == 1
+           else jax.lax.switch(method_index, adv_fns, rewards, mean_lp))
+    state, loss, grads, entropy = rl_update(
+        state, prompts, out, jax.lax.stop_gradient(adv), model_cfg=model_cfg,
+        optimizer=optimizer, grad_mazes=grad_mazes, aggregation=aggregation,
+        entropy_coef=entropy_coef, return_entropy=True)
     k = rewards.sum(-1)
     tokens = jnp.maximum(out.mask.sum(), 1.0)
     metrics = {
@@ -182,6 +204,8 @@ def _rl_step_fn(task, model_cfg, optimizer, n, methods, temperature, base_key, m
         "train/response_len": out.mask.sum(-1).mean(),
         # Mean -log pi of the sampled tokens: a one-sample estimate of the per-token entropy.
         "train/neg_logprob_per_token": -(out.logprobs * out.mask).sum() / tokens,
+        "train/entropy_per_token": entropy,  # exact, on the sampled responses
+        # A collapsed run: every rollout of every maze failed, so the gradient is exactly 0.
         "train/zero_gradient": (optax.tree.norm(grads) == 0).astype(jnp.float32),
     }
     return state, metrics
@@ -204,7 +228,7 @@ def sft_program(task, model_cfg, opt_spec, mesh, compile_opts):
 
 @functools.lru_cache(maxsize=None)
 def rl_program(task, model_cfg, opt_spec, n, methods, temperature, seed, mesh, compile_opts,
-               sample_mazes, grad_mazes, aggregation):
+               sample_mazes, grad_mazes, aggregation, entropy_coef=0.0):
   """Jitted RL chunk ``(state, steps[n], grids[n, B, S, S], method_index) -> (state, metrics)``."""
   optimizer = make_optimizer(opt_spec)
   base_key = jax.random.fold_in(jax.random.key(seed), RL_STREAM)
@@ -213,7 +237,7 @@ def rl_program(task, model_cfg, opt_spec, n, methods, temperature, seed, mesh, c
                      compiler_options=dict(compile_opts) or None)
   def chunk(state, steps, grids, method_index):
     step_fn = _rl_step_fn(task, model_cfg, optimizer, n, methods, temperature, base_key,
-                          method_index, sample_mazes, grad_mazes, aggregation)
+                          method_index, sample_mazes, grad_mazes, aggregation, entropy_coef)
     return jax.lax.scan(step_fn, state, (steps, grids))
 
   return chunk
@@ -222,11 +246,24 @@ def rl_program(task, model_cfg, opt_spec, n, methods, temperature, seed, mesh, c
 def methods(config) -> tuple:
   """``((name, options), ...)`` one compiled RL program switches between (options per name from
   ``config.rl.estimator_options``, ``{estimator: {option: value}}``)."""
-  names = [config.rl.estimator] if config.rl.estimator else []
+  names = [base_estimator(config.rl.estimator)] if config.rl.estimator else []
   if config.experiment != "single":
-    names = list(dict.fromkeys(list(config.sweep.estimators) + names))
+    names = list(dict.fromkeys([base_estimator(e) for e in config.sweep.estimators] + names))
   opts = config.rl.estimator_options
   return tuple((m, freeze(opts[m]) if m in opts else ()) for m in names)
+
+
+ENTROPY_SUFFIX = "+entropy"
+
+
+def base_estimator(name: str) -> str:
+  """``"grpo+entropy"`` -> ``"grpo"``: a run name's estimator (the suffix adds the bonus)."""
+  return name.removesuffix(ENTROPY_SUFFIX)
+
+
+def entropy_coef(config) -> float:
+  """The run's entropy-bonus coefficient: ``rl.entropy_coef`` for ``<estimator>+entropy``."""
+  return float(config.rl.entropy_coef) if config.rl.estimator.endswith(ENTROPY_SUFFIX) else 0.0
 
 
 def grid_sharding(mesh):
@@ -250,12 +287,12 @@ def make_rl_chunk(config, task, model_cfg, mesh) -> Callable:
   """``train_chunk(state, start_step, num_steps)`` of stage 2 (``config`` is one run's)."""
   rl = config.rl
   ms = methods(config)
-  index = mesh_lib.put_global(np.int32([m for m, _ in ms].index(rl.estimator)),
+  index = mesh_lib.put_global(np.int32([m for m, _ in ms].index(base_estimator(rl.estimator))),
                               mesh_lib.replicated(mesh))
   program = rl_program(task, model_cfg, optimizer_spec(rl), int(rl.num_rollouts), ms,
                        float(rl.temperature), int(config.seed), mesh, compile_options(config),
                        int(rl.sample_mazes or rl.batch_size), int(rl.grad_mazes or rl.batch_size),
-                       str(rl.loss_aggregation))
+                       str(rl.loss_aggregation), entropy_coef(config))
   batch, m = int(rl.batch_size), int(rl.train_set_size)
 
   def train_chunk(state, start_step, num_steps):
