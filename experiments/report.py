@@ -13,16 +13,31 @@ import datetime
 import json
 import math
 import os
+import re
 from typing import Any, Callable, Mapping, Sequence
 
 from maxrl_jax.train import files
 from maxrl_jax.train import logs
 
 
-def _yes(ok: bool | None) -> str:
+def _yes(ok: bool | str | None) -> str:
+  """A verdict: yes/no for exact checks; shown/contradicted/inconclusive where the numbers
+  carry sampling uncertainty (see :func:`interval_verdict`)."""
   if ok is None:
     return "n/a"
+  if isinstance(ok, str):
+    return f"**{ok}**"
   return "**yes**" if ok else "**no**"
+
+
+def interval_verdict(a: tuple[float, float, float], b: tuple[float, float, float]) -> str:
+  """Verdict on "a > b" from ``(value, low, high)`` 95% intervals: ``shown`` when a's interval
+  lies above b's, ``contradicted`` when it lies below, else ``inconclusive``."""
+  if a[1] > b[2]:
+    return "shown"
+  if a[2] < b[1]:
+    return "contradicted"
+  return "inconclusive"
 
 
 def _fmt(x: Any, digits: int = 4) -> str:
@@ -190,17 +205,119 @@ PAPER_TABLE3 = {"grpo": (43.6, 49.0, 49.6), "rloo": (25.2, 28.7, 29.0),
                 "maxrl": (84.4, 92.0, 94.3)}  # pass@1 / pass@128 / pass@256 (%), N = 128
 
 
-def _maze_final(run: Mapping[str, Any]) -> dict[str, float]:
-  """Test-set pass@k of a run's final evaluation, ``{"1": ..., "32": ...}``.
+def _maze_final(run: Mapping[str, Any]) -> dict[int, tuple[float, float, float]]:
+  """Test-set pass@k of a run's final evaluation: ``{k: (value, ci_low, ci_high)}``.
 
-  Reads the driver's ``eval`` record (keys ``eval/test/pass@k``; ``eval/train/...`` is skipped).
+  Reads the driver's ``eval`` record (keys ``eval/test/pass@k`` and their ``_ci_low`` /
+  ``_ci_high`` 95% bootstrap intervals over test mazes; without them the interval is the value).
   """
+  ev = run.get("eval", {})
   out = {}
-  for key, value in run.get("eval", {}).items():
-    parts = key.split("/")
-    if parts[-1].startswith("pass@") and "train" not in parts:
-      out[parts[-1].split("@")[1]] = float(value)
+  for key, value in ev.items():
+    m = re.fullmatch(r"eval/test/pass@(\d+)", key)
+    if m:
+      v = float(value)
+      out[int(m[1])] = (v, float(ev.get(key + "_ci_low", v)), float(ev.get(key + "_ci_high", v)))
   return out
+
+
+def _pct(x: tuple[float, float, float]) -> str:
+  return f"{100 * x[0]:.1f} [{100 * x[1]:.1f}, {100 * x[2]:.1f}]"
+
+
+def maze_section(summary: Mapping[str, Any], exp_dir: str, report_dir: str) -> str:
+  out = ["## Maze navigation (paper section 6.2)", ""]
+  out.append(f"Experiment `{summary.get('experiment')}`, preset `{summary.get('preset')}`: SFT on "
+             "BFS paths, then on-policy RL from the same SFT checkpoint for every "
+             "(estimator, N); pass@k on held-out test mazes with the unbiased estimator.")
+  out += ["", _figures(summary.get("figures", []), exp_dir, report_dir), ""]
+  table = summary.get("table")
+  if table:
+    path = _resolve(table, exp_dir)
+    if files.exists(path):
+      out += ["### Final test pass@k (Table 3's columns)", "",
+              files.as_path(path).read_text().strip(), ""]
+  out += ["Paper Table 3 (17x17, N = 128, pass@1 / pass@128 / pass@256 %): " + ", ".join(
+      f"{k.upper() if k != 'maxrl' else 'MaxRL'} {a}/{b}/{c}"
+      for k, (a, b, c) in PAPER_TABLE3.items()), ""]
+  finals = {}
+  for name, run in summary.get("runs", {}).items():
+    est, n = name.rsplit("_n", 1)
+    finals[(est, int(n))] = _maze_final(run)
+  sft = _maze_final(summary.get("sft", {}))
+  claims = maze_claims(finals, sft)
+  if claims:
+    out += ["### Claims", "", "Verdicts from 95% bootstrap intervals over test mazes (pass@k in %, "
+            "[interval]): *shown* when the intervals separate in the claimed direction, "
+            "*contradicted* when they separate the other way, else *inconclusive*.", "",
+            _claims(claims), ""]
+  return "\n".join(out)
+
+
+def maze_claims(finals, sft) -> list[tuple[str, str, str, str]]:
+  """The paper's maze claims (section 6.2, Figure 3, Table 3) tested on ``finals``:
+  ``{(estimator, N): {k: (value, low, high)}}``; ``sft``: the SFT model's ``{k: ...}``."""
+  ns = sorted({n for _, n in finals})
+  ks = sorted(set.intersection(*(set(f) for f in finals.values()))) if finals else []
+  if not ns or not ks:
+    return []
+  k_big = ks[-1]
+  claims = []
+  for k in sorted({1, k_big}):
+    for a, b in (("maxrl", "grpo"), ("grpo", "rloo")):
+      for n in ns:
+        if (a, n) in finals and (b, n) in finals:
+          x, y = finals[(a, n)][k], finals[(b, n)][k]
+          claims.append((f"{a} above {b} in pass@{k} at N = {n}",
+                         "MaxRL > GRPO > RLOO at every N and k (Figure 3)",
+                         f"{_pct(x)} vs {_pct(y)}", interval_verdict(x, y)))
+  if ("maxrl", ns[0]) in finals and ("maxrl", ns[-1]) in finals and len(ns) > 1:
+    for k in sorted({1, k_big}):
+      x, y = finals[("maxrl", ns[-1])][k], finals[("maxrl", ns[0])][k]
+      claims.append((f"MaxRL improves with N: N = {ns[-1]} above N = {ns[0]} in pass@{k}",
+                     "pass@1 84.5 (N = 4) to 95.3 (N = 128)", f"{_pct(x)} vs {_pct(y)}",
+                     interval_verdict(x, y)))
+  for other, n_other, n_maxrl, paper in (
+      ("rloo", ns[-1], ns[0], "RLOO at N = 128 below MaxRL at N = 4, every k"),
+      ("grpo", ns[-1], ns[min(1, len(ns) - 1)], "GRPO at N = 128 below MaxRL at N = 16, every k")):
+    if (other, n_other) in finals and ("maxrl", n_maxrl) in finals:
+      x, y = finals[("maxrl", n_maxrl)][k_big], finals[(other, n_other)][k_big]
+      claims.append((f"{other.upper()} at N = {n_other} below MaxRL at N = {n_maxrl} in "
+                     f"pass@{k_big}", paper, f"MaxRL {_pct(x)} vs {_pct(y)}",
+                     interval_verdict(x, y)))
+  if 1 in sft:
+    for (est, n), f in sorted(finals.items()):
+      claims.append((f"{est} N = {n} above the SFT start in pass@1",
+                     "every estimator improves on SFT (1.3%)", f"{_pct(f[1])} vs {_pct(sft[1])}",
+                     interval_verdict(f[1], sft[1])))
+  return claims
+
+
+
+# ----------------------------------------------------------------------------- maze
+
+PAPER_TABLE3 = {"grpo": (43.6, 49.0, 49.6), "rloo": (25.2, 28.7, 29.0),
+                "maxrl": (84.4, 92.0, 94.3)}  # pass@1 / pass@128 / pass@256 (%), N = 128
+
+
+def _maze_final(run: Mapping[str, Any]) -> dict[int, tuple[float, float, float]]:
+  """Test-set pass@k of a run's final evaluation: ``{k: (value, ci_low, ci_high)}``.
+
+  Reads the driver's ``eval`` record (keys ``eval/test/pass@k`` and their ``_ci_low`` /
+  ``_ci_high`` 95% bootstrap intervals over test mazes; without them the interval is the value).
+  """
+  ev = run.get("eval", {})
+  out = {}
+  for key, value in ev.items():
+    m = re.fullmatch(r"eval/test/pass@(\d+)", key)
+    if m:
+      v = float(value)
+      out[int(m[1])] = (v, float(ev.get(key + "_ci_low", v)), float(ev.get(key + "_ci_high", v)))
+  return out
+
+
+def _pct(x: tuple[float, float, float]) -> str:
+  return f"{100 * x[0]:.1f} [{100 * x[1]:.1f}, {100 * x[2]:.1f}]"
 
 
 def maze_section(summary: Mapping[str, Any], exp_dir: str, report_dir: str) -> str:

@@ -40,6 +40,9 @@ def test_gradient_accumulation_equals_the_unchunked_update(aggregation):
   prompts = task.prompts(grids)
   out = steps.sample_batch(params, model_cfg, task, prompts, jax.random.key(0), n=n,
                            temperature=1.0, sample_mazes=8)
+  # Responses that all stop within 10 tokens (padding after), as a trained policy's would.
+  out = out._replace(tokens=out.tokens.at[..., 10:].set(task.pad_id),
+                     mask=out.mask.at[..., 10:].set(0.0))
   rewards = task.rewards(grids, out.tokens)
   # Rewards of a fresh policy are mostly 0: use a fixed pattern so the advantages are not 0.
   rewards = rewards.at[:, 0].set(1.0)
@@ -51,9 +54,15 @@ def test_gradient_accumulation_equals_the_unchunked_update(aggregation):
   results = {g: jax.jit(lambda s, g=g: steps.rl_update(
       s, prompts, out, adv, model_cfg=model_cfg, optimizer=optimizer, grad_mazes=g,
       aggregation=aggregation))(state) for g in (8, 2, 1)}
+  # Loss on a shorter response length when every rollout fits (lax.switch): same update.
+  longest = int(out.mask.sum(-1).max())
+  assert longest == 10 < out.tokens.shape[-1]
+  results["cut"] = jax.jit(lambda s: steps.rl_update(
+      s, prompts, out, adv, model_cfg=model_cfg, optimizer=optimizer, grad_mazes=2,
+      aggregation=aggregation, loss_lengths=(longest - 1, longest)))(state)
   ref_state, ref_loss, ref_grads = results[8]
   assert float(jnp.abs(jax.flatten_util.ravel_pytree(ref_grads)[0]).max()) > 0
-  for g in (2, 1):
+  for g in (2, 1, "cut"):
     s, loss, grads = results[g]
     np.testing.assert_allclose(loss, ref_loss, rtol=1e-5, atol=1e-6)
     for a, b in zip(jax.tree.leaves(grads), jax.tree.leaves(ref_grads)):

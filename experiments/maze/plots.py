@@ -26,7 +26,10 @@ from maxrl_jax.train import logs
 
 FIG3 = "maze_fig3_neglog_passk_vs_n.png"
 FIG17 = "maze_fig17_passk_vs_steps.png"
+FIG12 = "maze_fig12_solved_any_vs_steps.png"
 FIG_SCARCE = "maze_scarce_passk_vs_steps.png"
+FIG3_KS = (1, 128, 1024, 2048)  # the paper's Figure 3 panels (those <= the samples drawn)
+FIG17_KS = (1, 32, 128, 256)  # the paper's Figure 17 panels
 TABLE = "table.md"
 
 _COLORS = {"maxrl": "#d62728", "grpo": "#1f77b4", "rloo": "#2ca02c", "reinforce": "#9467bd",
@@ -70,16 +73,25 @@ def load_sweep(workdir: str) -> dict[str, Any]:
   return out
 
 
-def final_pass_at_k(run: dict, eval_set: str = "test") -> dict[int, float]:
-  """``{k: pass@k}`` of a complete run's final evaluation on ``eval_set``."""
+def final_pass_at_k(run: dict, eval_set: str = "test", metric: str = "pass") -> dict[int, float]:
+  """``{k: pass@k}`` of a complete run's final evaluation on ``eval_set`` (``metric="best"``:
+  the authors' bootstrap best@k; ``"pass@k_ci_low"``-style keys are not included)."""
   if not run.get("summary"):
     return {}
   res = {}
   for key, v in run["summary"].get("eval", {}).items():
-    m = _KEY_RE.match(key)
-    if m and m["set"] == eval_set:
+    m = _KEY_RE.match(key.replace(f"/{metric}@", "/pass@")) if metric != "pass" else (
+        _KEY_RE.match(key))
+    if m and m["set"] == eval_set and (metric == "pass" or f"/{metric}@" in key):
       res[int(m["k"])] = float(v)
   return dict(sorted(res.items()))
+
+
+def final_interval(run: dict, k: int, eval_set: str = "test") -> tuple[float, float] | None:
+  """The 95% bootstrap interval over test mazes of a run's final pass@k, if recorded."""
+  ev = (run.get("summary") or {}).get("eval", {})
+  lo, hi = ev.get(f"eval/{eval_set}/pass@{k}_ci_low"), ev.get(f"eval/{eval_set}/pass@{k}_ci_high")
+  return None if lo is None or hi is None else (float(lo), float(hi))
 
 
 def history_pass_at_k(run: dict, k: int, eval_set: str = "test") -> tuple[np.ndarray, np.ndarray]:
@@ -129,25 +141,34 @@ def figure_neglog_vs_n(sweep: dict, path: str) -> str | None:
   complete = [r for r in sweep["runs"].values() if r["summary"]]
   if not complete:
     return None
-  ks = sorted(set.intersection(*(set(final_pass_at_k(r)) for r in complete)))
+  available = sorted(set.intersection(*(set(final_pass_at_k(r)) for r in complete)))
+  ks = [k for k in FIG3_KS if k in available]
+  if available and available[-1] not in ks and len(ks) < 2:
+    ks.append(available[-1])  # CPU presets draw fewer samples than the paper's 2,048
   sft = _sft_pass_at_k(sweep)
   fig, axes = plt.subplots(1, len(ks), figsize=(3.2 * len(ks), 3.2), squeeze=False)
   for ax, k in zip(axes[0], ks):
     for est in _estimators(sweep):
       runs = sorted((r for r in complete if r["estimator"] == est), key=lambda r: r["n"])
       if runs:
-        ax.plot([r["n"] for r in runs], [_neglog(final_pass_at_k(r)[k]) for r in runs],
-                "o-", color=_color(est), label=est)
+        ys = np.array([_neglog(final_pass_at_k(r)[k]) for r in runs])
+        ax.plot([r["n"] for r in runs], ys, "o-", color=_color(est), label=est)
+        cis = [final_interval(r, k) for r in runs]
+        if all(cis):  # 95% bootstrap intervals over test mazes
+          lo = np.array([_neglog(c[1]) for c in cis])
+          hi = np.array([_neglog(c[0]) for c in cis])
+          ax.fill_between([r["n"] for r in runs], lo, hi, color=_color(est), alpha=0.15, lw=0)
     if k in sft:
       ax.axhline(_neglog(sft[k]), color="k", ls="--", lw=1, label="SFT start")
     ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
     ax.set_xlabel("rollouts per maze N")
     ax.set_title(f"k = {k}")
-    ax.grid(alpha=0.3)
+    ax.grid(alpha=0.3, which="both")
   axes[0][0].set_ylabel("-log pass@k (test mazes)")
   axes[0][-1].legend(fontsize=8)
-  fig.suptitle("Maze: -log pass@k after RL against training rollouts N (lower is better)",
-               fontsize=10)
+  fig.suptitle("Maze (paper Figure 3): -log unbiased pass@k after RL against rollouts N, 95% "
+               "bootstrap intervals over test mazes (lower is better)", fontsize=9)
   fig.tight_layout()
   files.savefig(fig, path, dpi=110)
   plt.close(fig)
@@ -161,9 +182,9 @@ def figure_passk_vs_steps(sweep: dict, path: str) -> str | None:
   if not runs:
     return None
   ns = sorted({r["n"] for r in runs})
-  # k = 1 and the largest k evaluated at every periodic evaluation during training.
+  # The paper's k (1, 32, 128, 256) among those evaluated at every periodic evaluation.
   during = _tracked_ks(runs, "test")
-  ks = sorted({1, during[-1]}) if during else [1]
+  ks = [k for k in FIG17_KS if k in during] or (sorted({1, during[-1]}) if during else [1])
   fig, axes = plt.subplots(len(ks), len(ns), figsize=(3.0 * len(ns), 2.6 * len(ks)),
                            squeeze=False, sharey="row")
   for i, k in enumerate(ks):
@@ -180,6 +201,38 @@ def figure_passk_vs_steps(sweep: dict, path: str) -> str | None:
     axes[i][0].set_ylabel(f"test pass@{k}")
   axes[0][-1].legend(fontsize=8)
   fig.suptitle("Maze: test pass@k during RL", fontsize=10)
+  fig.tight_layout()
+  files.savefig(fig, path, dpi=110)
+  plt.close(fig)
+  return path
+
+
+def figure_solved_any_vs_steps(sweep: dict, path: str, window: int = 10) -> str | None:
+  """Paper Figure 12 (maze panel): the fraction of training mazes with at least one success
+  among their N rollouts, against RL steps (moving average over ``window`` steps)."""
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  runs = [r for r in sweep["runs"].values()
+          if any("train/frac_any_success" in rec for rec in r["history"])]
+  if not runs:
+    return None
+  ns = sorted({r["n"] for r in runs})
+  fig, axes = plt.subplots(1, len(ns), figsize=(3.0 * len(ns), 2.8), squeeze=False,
+                           sharey=True)
+  for ax, n in zip(axes[0], ns):
+    for r in sorted((r for r in runs if r["n"] == n), key=lambda r: r["estimator"]):
+      pts = [(rec["step"], rec["train/frac_any_success"]) for rec in r["history"]
+             if "train/frac_any_success" in rec]
+      steps, vals = map(np.asarray, zip(*pts))
+      w = max(1, min(window, len(vals)))
+      smooth = np.convolve(vals, np.ones(w) / w, mode="valid")
+      ax.plot(steps[w - 1:], smooth, color=_color(r["estimator"]), label=r["estimator"])
+    ax.set_title(f"N = {n}", fontsize=9)
+    ax.set_xlabel("RL step")
+    ax.grid(alpha=0.3)
+  axes[0][0].set_ylabel("training mazes with >= 1 success")
+  axes[0][-1].legend(fontsize=8)
+  fig.suptitle("Maze (paper Figure 12): fraction of each batch's mazes solved at least once",
+               fontsize=10)
   fig.tight_layout()
   files.savefig(fig, path, dpi=110)
   plt.close(fig)
@@ -221,21 +274,33 @@ def figure_data_scarce(sweep: dict, path: str) -> str | None:
   return path
 
 
-def table_markdown(sweep: dict, eval_set: str = "test") -> str:
-  """Final pass@k (percent) of every complete run; Table 3's columns are pass@1/128/256."""
+def table_markdown(sweep: dict, eval_set: str = "test", metric: str = "pass") -> str:
+  """Final pass@k (percent) of every complete run; Table 3's columns are pass@1/128/256.
+
+  ``metric="pass"``: the unbiased estimator, with pass@1's 95% bootstrap interval over test
+  mazes; ``"best"``: the authors' bootstrap best@k.
+  """
   complete = sorted((r for r in sweep["runs"].values() if r["summary"]),
                     key=lambda r: (r["estimator"], r["n"]))
-  ks = sorted(set().union(*(final_pass_at_k(r, eval_set) for r in complete))) if complete else []
-  head = "| estimator | N | " + " | ".join(f"pass@{k}" for k in ks) + " |"
-  lines = [head, "|" + "---|" * (2 + len(ks))]
-  sft = _sft_pass_at_k(sweep, eval_set)
+  ks = sorted(set().union(*(final_pass_at_k(r, eval_set, metric) for r in complete))
+              ) if complete else []
+  ci = metric == "pass" and any(final_interval(r, 1, eval_set) for r in complete)
+  head = ("| estimator | N | " + " | ".join(f"{metric}@{k}" for k in ks)
+          + (" | pass@1 95% CI |" if ci else " |"))
+  lines = [head, "|" + "---|" * (2 + len(ks) + ci)]
+  sft = final_pass_at_k({"summary": {"eval": (sweep.get("sft") or {}).get("eval", {})}},
+                        eval_set, metric)
   if sft:
     lines.append("| SFT (start) | - | " + " | ".join(
-        f"{100 * sft[k]:.1f}" if k in sft else "" for k in ks) + " |")
+        f"{100 * sft[k]:.1f}" if k in sft else "" for k in ks) + (" | |" if ci else " |"))
   for r in complete:
-    vals = final_pass_at_k(r, eval_set)
-    lines.append(f"| {r['estimator']} | {r['n']} | " + " | ".join(
-        f"{100 * vals[k]:.1f}" if k in vals else "" for k in ks) + " |")
+    vals = final_pass_at_k(r, eval_set, metric)
+    row = f"| {r['estimator']} | {r['n']} | " + " | ".join(
+        f"{100 * vals[k]:.1f}" if k in vals else "" for k in ks) + " |"
+    if ci:
+      c = final_interval(r, 1, eval_set)
+      row += f" {100 * c[0]:.1f}-{100 * c[1]:.1f} |" if c else " |"
+    lines.append(row)
   return "\n".join(lines) + "\n"
 
 
@@ -253,7 +318,9 @@ def draw_all(workdir: str) -> dict[str, Any]:
   else:
     figures.append(figure_neglog_vs_n(sweep, os.path.join(figdir, FIG3)))
   figures.append(figure_passk_vs_steps(sweep, os.path.join(figdir, FIG17)))
-  text = table_markdown(sweep)
+  figures.append(figure_solved_any_vs_steps(sweep, os.path.join(figdir, FIG12)))
+  text = (table_markdown(sweep) + "\nThe authors' bootstrap best@k (what their figures plot; "
+          "lower than the unbiased pass@k at large k):\n\n" + table_markdown(sweep, metric="best"))
   if experiment == "data_scarce":
     text = "Test mazes:\n\n" + text + "\nTraining mazes:\n\n" + table_markdown(sweep, "train")
   table = os.path.join(workdir, TABLE)

@@ -87,6 +87,8 @@ def validate(config, mesh=None) -> None:
       require(rl[field] is None, f"config.rl.{field}",
               f"is set per run by config.{by} in a {config.experiment} experiment; override "
               f"config.{by} instead (got {rl[field]!r})")
+  require(all(isinstance(x, int) and x >= 1 for x in rl.loss_lengths), "config.rl.loss_lengths",
+          f"must be ints >= 1, got {tuple(rl.loss_lengths)}")
   require(rl.entropy_coef >= 0, "config.rl.entropy_coef", f"must be >= 0, got {rl.entropy_coef}")
   unknown = sorted(set(rl.estimator_options) - set(estimators.METHODS))
   require(not unknown, "config.rl.estimator_options",

@@ -130,12 +130,17 @@ def sample_batch(params, model_cfg, task, prompts, key, *, n, temperature, sampl
 
 def rl_update(state: TrainState, prompts, out: sampling.SampleOutput, adv, *, model_cfg,
               optimizer, grad_mazes: int, aggregation: str, entropy_coef: float = 0.0,
-              return_entropy: bool = False):
+              return_entropy: bool = False, loss_lengths: tuple[int, ...] = ()):
   """One optimiser update from sampled rollouts; gradients accumulated over maze micro-batches.
 
   The loss is ``estimators.surrogate_loss`` with ``aggregation`` over the whole batch (each
   micro-batch normalised by the whole batch's token or sequence count), minus
   ``entropy_coef`` times the same aggregation of the exact per-token entropies.
+
+  ``loss_lengths``: shorter response lengths to compute the loss on when every rollout of the
+  batch fits (``lax.switch`` on the longest one; the tokens cut off are padding with mask 0, so
+  the update is unchanged). Sampling stops when every rollout has stopped, typically long before
+  the response budget, and this keeps the backward pass from paying for the padding.
 
   Returns ``(state, loss, grads)``: the loss and gradients of the whole batch; with
   ``return_entropy`` also the mean per-token entropy of the policy on the sampled responses.
@@ -156,10 +161,24 @@ def rl_update(state: TrainState, prompts, out: sampling.SampleOutput, adv, *, mo
     (loss, ent), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, *xs)
     return jax.tree.map(jnp.add, acc, (loss, grads, ent)), None
 
-  xs = tuple(_blocks(x, g) for x in (prompts, out.tokens, out.mask, adv))
   zeros = (jnp.zeros((), jnp.float32), jax.tree.map(jnp.zeros_like, state.params),
            jnp.zeros((), jnp.float32))
-  (loss, grads, ent), _ = jax.lax.scan(body, zeros, xs)
+
+  def accumulate(length):
+    def run(_):
+      xs = tuple(_blocks(x, g) for x in (prompts, out.tokens[..., :length],
+                                         out.mask[..., :length], adv))
+      return jax.lax.scan(body, zeros, xs)[0]
+    return run
+
+  full = out.tokens.shape[-1]
+  lengths = sorted({int(x) for x in loss_lengths if 0 < x < full} | {full})
+  if len(lengths) == 1:
+    loss, grads, ent = accumulate(full)(None)
+  else:
+    longest = jnp.max(out.mask.sum(-1))
+    index = jnp.sum(longest > jnp.asarray(lengths[:-1], jnp.float32)).astype(jnp.int32)
+    loss, grads, ent = jax.lax.switch(index, [accumulate(x) for x in lengths], None)
   updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
   new = TrainState(optax.apply_updates(state.params, updates), opt_state)
   return (new, loss, grads, ent / num_tokens) if return_entropy else (new, loss, grads)
@@ -174,7 +193,7 @@ def adv_fn(method: str, options) -> Callable:
 
 
 def _rl_step_fn(task, model_cfg, optimizer, n, methods, temperature, base_key, method_index,
-                sample_mazes, grad_mazes, aggregation, entropy_coef):
+                sample_mazes, grad_mazes, aggregation, entropy_coef, loss_lengths):
   adv_fns = [adv_fn(m, o) for m, o in methods]
 
   def step_fn(state: TrainState, xs):
@@ -191,7 +210,7 @@ def _rl_step_fn(task, model_cfg, optimizer, n, methods, temperature, base_key, m
     state, loss, grads, entropy = rl_update(
         state, prompts, out, jax.lax.stop_gradient(adv), model_cfg=model_cfg,
         optimizer=optimizer, grad_mazes=grad_mazes, aggregation=aggregation,
-        entropy_coef=entropy_coef, return_entropy=True)
+        entropy_coef=entropy_coef, return_entropy=True, loss_lengths=loss_lengths)
     k = rewards.sum(-1)
     tokens = jnp.maximum(out.mask.sum(), 1.0)
     metrics = {
@@ -228,7 +247,7 @@ def sft_program(task, model_cfg, opt_spec, mesh, compile_opts):
 
 @functools.lru_cache(maxsize=None)
 def rl_program(task, model_cfg, opt_spec, n, methods, temperature, seed, mesh, compile_opts,
-               sample_mazes, grad_mazes, aggregation, entropy_coef=0.0):
+               sample_mazes, grad_mazes, aggregation, entropy_coef=0.0, loss_lengths=()):
   """Jitted RL chunk ``(state, steps[n], grids[n, B, S, S], method_index) -> (state, metrics)``."""
   optimizer = make_optimizer(opt_spec)
   base_key = jax.random.fold_in(jax.random.key(seed), RL_STREAM)
@@ -237,7 +256,8 @@ def rl_program(task, model_cfg, opt_spec, n, methods, temperature, seed, mesh, c
                      compiler_options=dict(compile_opts) or None)
   def chunk(state, steps, grids, method_index):
     step_fn = _rl_step_fn(task, model_cfg, optimizer, n, methods, temperature, base_key,
-                          method_index, sample_mazes, grad_mazes, aggregation, entropy_coef)
+                          method_index, sample_mazes, grad_mazes, aggregation, entropy_coef,
+                          loss_lengths)
     return jax.lax.scan(step_fn, state, (steps, grids))
 
   return chunk
@@ -292,7 +312,8 @@ def make_rl_chunk(config, task, model_cfg, mesh) -> Callable:
   program = rl_program(task, model_cfg, optimizer_spec(rl), int(rl.num_rollouts), ms,
                        float(rl.temperature), int(config.seed), mesh, compile_options(config),
                        int(rl.sample_mazes or rl.batch_size), int(rl.grad_mazes or rl.batch_size),
-                       str(rl.loss_aggregation), entropy_coef(config))
+                       str(rl.loss_aggregation), entropy_coef(config),
+                       tuple(int(x) for x in rl.get("loss_lengths", ())))
   batch, m = int(rl.batch_size), int(rl.train_set_size)
 
   def train_chunk(state, start_step, num_steps):

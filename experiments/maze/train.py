@@ -21,10 +21,11 @@ from maxrl_jax.train import files
 from maxrl_jax.train import mesh as mesh_lib
 from maxrl_jax.train import stage as stage_lib
 
-# Fields that do not change a stage's results (periods, evaluation sizes of other stages,
-# the sweep's list of other runs).
+# Fields that do not change a stage's results: periods, memory splits (the update and the
+# evaluation are the same for any of their values), the sweep's list of other runs.
 _COMMON_IGNORE = ("preset", "experiment", "sweep", "eval.mazes_per_call", "eval.samples_per_call",
-                  "compile_options")
+                  "compile_options", "rl.sample_mazes", "rl.grad_mazes", "rl.loss_lengths",
+                  "model.remat")
 
 
 def _stage(name, config, workdir, sec, total_steps, steps_field, ignore) -> stage_lib.Stage:
