@@ -321,12 +321,19 @@ def maze_flop_accounting(config, task, model_cfg, full_compiled, batch: int) -> 
     for share in (True, False):
       pieces[(length, share)] = rl_pieces(config, task, model_cfg, response_len=length,
                                           share_prompt=share)
+  # The driver computes the loss on the shortest of rl.loss_lengths (or the cap) that holds
+  # every rollout of the batch (experiments.maze.steps.rl_update).
+  bucket = min([x for x in config.rl.loss_lengths if x >= TYPICAL_RESPONSE] + [cap])
+  if (bucket, True) not in pieces:
+    pieces[(bucket, True)] = rl_pieces(config, task, model_cfg, response_len=bucket,
+                                       share_prompt=True)
   n = 128
   out = {"num_params": num_params, "prompt_len": lp, "response_cap": cap,
          "typical_response": TYPICAL_RESPONSE,
          "assumption": (f"typical response {TYPICAL_RESPONSE} tokens (shortest path + DONE); the "
                         "sampler runs as many decoding steps as the longest response of its chunk "
-                        "and the loss always covers the whole 180-token response tensor"),
+                        f"and the loss covers the first {bucket} response positions (the "
+                        "shortest of rl.loss_lengths that holds every rollout)"),
          "pieces": {f"L{k[0]}_{'shared' if k[1] else 'repeated'}": v
                     for k, v in pieces.items()}}
   raw = flops_of(full_compiled)
@@ -348,12 +355,13 @@ def maze_flop_accounting(config, task, model_cfg, full_compiled, batch: int) -> 
         "repeated_over_shared": naive["total_tflop"] / shared["total_tflop"],
         "minimum": minimum_flops(model_cfg, num_params, batch, n, lp, length)}
   # The driver as it is, typical responses: TYPICAL decoding steps on the 180-token cache and
-  # the loss on all 180 positions.
-  driver_typical = rl_step_flops(pieces[(cap, True)], batch, TYPICAL_RESPONSE)
+  # the loss on the first `bucket` positions.
+  driver_typical = rl_step_flops(pieces[(cap, True)], batch, TYPICAL_RESPONSE,
+                                 grad_pieces=pieces[(bucket, True)])
   rows["driver_at_typical_length"] = {
       **driver_typical,
-      "note": (f"{TYPICAL_RESPONSE} decoding steps on the {cap}-token cache, loss over all {cap} "
-               "response positions (the driver pads every response to the cap)"),
+      "note": (f"{TYPICAL_RESPONSE} decoding steps on the {cap}-token cache, loss over the first "
+               f"{bucket} response positions (rl.loss_lengths)"),
       "over_min_6p": driver_typical["total_tflop"] / rows[f"L{TYPICAL_RESPONSE}"]["minimum"][
           "min_6p_tflop"],
       "over_min_8p_attention": driver_typical["total_tflop"] / rows[f"L{TYPICAL_RESPONSE}"][

@@ -298,9 +298,9 @@ def _token_logprobs(logits: Array, tokens: Array, temperature) -> Array:
   return jnp.take_along_axis(logp, tokens[..., None].astype(jnp.int32), axis=-1)[..., 0]
 
 
-@functools.partial(jax.jit, static_argnames=("cfg",))
+@functools.partial(jax.jit, static_argnames=("cfg", "return_entropy"))
 def response_logprobs_naive(params: Any, cfg: DecoderConfig, prompts: Array, responses: Array, *,
-                            temperature: float = 1.0) -> Array:
+                            temperature: float = 1.0, return_entropy: bool = False):
   """Reference ``response_logprobs``: prompt repeated N times, one causal pass over
   ``[B*N, Lp + Lr]``."""
   chex.assert_rank([prompts, responses], [2, 3])
@@ -310,4 +310,8 @@ def response_logprobs_naive(params: Any, cfg: DecoderConfig, prompts: Array, res
                          responses.reshape(b * n, lr)], axis=1).astype(jnp.int32)
   pos = jnp.broadcast_to(jnp.arange(lp + lr, dtype=jnp.int32), seq.shape)
   logits = transformer.Decoder(cfg).apply(params, seq, pos)[0][:, lp - 1: lp + lr - 1]
-  return _token_logprobs(logits, responses.reshape(b * n, lr), temperature).reshape(b, n, lr)
+  logprobs = _token_logprobs(logits, responses.reshape(b * n, lr), temperature).reshape(b, n, lr)
+  if return_entropy:
+    ent = estimators.token_entropy(logits.astype(jnp.float32) / temperature)
+    return logprobs, ent.reshape(b, n, lr)
+  return logprobs
