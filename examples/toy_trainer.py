@@ -1,4 +1,9 @@
-"""A tiny reference training problem that exercises the whole infrastructure end to end.
+"""A tiny reference training problem: the smallest complete use of the training infrastructure.
+
+It drives :func:`maxrl_jax.train.loop.run_loop` directly (mesh, sharded data from the step
+number, checkpoints, metrics, preemption guard); the experiment drivers wrap the same loop in
+:func:`maxrl_jax.train.stage.run_stage`, which adds skip-if-complete, config checks, the workdir
+lock and summaries. The tests use it for the loop, checkpoint and multi-process machinery.
 
 Model: a one-hidden-layer MLP ``f(x) = tanh(x W1 + b1) W2 + b2`` regressing
 ``y = sin(x . w*)`` with the mean squared error
@@ -117,11 +122,6 @@ def loss_fn(params, batch) -> jax.Array:
   return jnp.mean((pred - batch["y"]) ** 2)
 
 
-def global_norm(tree) -> jax.Array:
-  """sqrt(sum of squares of all leaves)."""
-  return jnp.sqrt(sum(jnp.sum(jnp.square(x)) for x in jax.tree.leaves(tree)))
-
-
 def make_train_chunk(config, mesh):
   """``(state, step0, data[n, B, ...]) -> (state, metrics[n])``: ``lax.scan`` over n updates.
 
@@ -143,7 +143,7 @@ def _train_chunk_fn(grad_noise: float, mesh):
   def update(state, inputs):
     step, batch = inputs
     loss, grads = jax.value_and_grad(loss_fn)(state["params"], batch)
-    grad_norm = global_norm(grads)
+    grad_norm = optax.tree.norm(grads)
     # One normal draw for all parameters (cheaper to compile than one per leaf).
     flat, unravel = ravel_pytree(grads)
     noise = jax.random.normal(jax.random.fold_in(state["key"], step), flat.shape, flat.dtype)
