@@ -198,3 +198,68 @@ def test_maze_changed_config_and_invalid_fields(tmp_path, maze_reference):
     assert res.returncode == 2, res.stderr
     assert res.stderr.strip().splitlines()[-1].startswith(f"error: {field}:"), res.stderr
     assert "Traceback" not in res.stderr
+
+
+# ----------------------------------------------------------------------------- imagenet, reproduce
+
+IMAGENET = "experiments.imagenet.main"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+def test_imagenet_interrupted_then_rerun_equals_uninterrupted(tmp_path, sig):
+  reference = str(tmp_path / "reference")
+  res = run(IMAGENET, "smoke", reference)
+  assert res.returncode == 0, res.stderr
+  workdir = str(tmp_path / "run")
+  first = os.path.join(workdir, "cross_entropy", "metrics.jsonl")
+  code, out, _ = interrupt(IMAGENET, "smoke", workdir, lambda: _has_loss_line(first), sig=sig)
+  if sig == signal.SIGTERM:
+    assert code == 0 and "preempted" in out, out
+  assert not os.path.exists(os.path.join(workdir, "summary.json"))
+  res = run(IMAGENET, "smoke", workdir)
+  assert res.returncode == 0, res.stderr
+  assert stable(summary(workdir)["runs"]) == stable(summary(reference)["runs"])
+
+
+@pytest.mark.slow
+def test_reproduce_sigterm_in_maze_sft_then_rerun_equals_uninterrupted(tmp_path):
+  """SIGTERM during maze SFT through ``experiments.reproduce``: exit 0, no report from partial
+  results, and the rerun's report equals an uninterrupted one's (bar wall times)."""
+  def cmd(workdir):
+    return [sys.executable, "-m", "experiments.reproduce", "--preset=smoke",
+            f"--workdir={workdir}"]
+
+  reference = str(tmp_path / "reference")
+  res = subprocess.run(cmd(reference), cwd="/", env=_env(), capture_output=True, text=True,
+                       timeout=1800)
+  assert res.returncode == 0, res.stderr
+  workdir = str(tmp_path / "run")
+  sft = os.path.join(workdir, "maze", "sft", "metrics.jsonl")
+  proc = subprocess.Popen(cmd(workdir), cwd="/", env=_env(), stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True)
+  try:
+    t0 = time.time()
+    while not _has_loss_line(sft):
+      assert proc.poll() is None, proc.communicate()[0]
+      assert time.time() - t0 < 1800
+      time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    out = proc.communicate(timeout=600)[0]
+  finally:
+    if proc.poll() is None:
+      proc.kill()
+      proc.communicate()
+  assert proc.returncode == 0, out
+  assert not os.path.exists(os.path.join(workdir, "report.md"))
+  assert not os.path.exists(os.path.join(workdir, "maze", "rl"))
+  res = subprocess.run(cmd(workdir), cwd="/", env=_env(), capture_output=True, text=True,
+                       timeout=1800)
+  assert res.returncode == 0, res.stderr
+
+  def body(path):
+    text = open(os.path.join(path, "report.md")).read()
+    # Drop the header (date) and the wall-time table; keep every section and verdict.
+    return text.split("\n## ", 1)[1]
+
+  assert body(workdir) == body(reference)
