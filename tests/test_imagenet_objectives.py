@@ -120,3 +120,18 @@ def test_cross_entropy_and_dispatch():
   assert 0.08 < float(aux["train/success_fraction"]) < 0.12
   with pytest.raises(ValueError, match="search_method"):
     objectives.sample_labels(jax.random.PRNGKey(0), logits, 4, search_method="compare_all")
+
+
+def test_entropy_bonus_any_objective():
+  from maxrl_jax import estimators as est  # pylint: disable=g-import-not-at-top
+  logits = jax.random.normal(jax.random.key(0), (4, 7))
+  labels = jnp.array([0, 1, 2, 3])
+  key = jax.random.key(1)
+  for objective, n in (("cross_entropy", 1), ("maxrl", 8)):
+    base, aux = objectives.objective_loss(logits, labels, key, objective=objective,
+                                          num_rollouts=n)
+    bonus, _ = objectives.objective_loss(logits, labels, key, objective=objective,
+                                         num_rollouts=n, entropy_coef=0.1)
+    entropy = float(jnp.mean(est.token_entropy(logits)))
+    np.testing.assert_allclose(float(aux["train/entropy"]), entropy, rtol=1e-6)
+    np.testing.assert_allclose(float(bonus), float(base) - 0.1 * entropy, rtol=1e-5)

@@ -85,6 +85,7 @@ def _base() -> ml_collections.ConfigDict:
   c.optim.momentum = 0.9
   c.optim.nesterov = False
   c.optim.weight_decay = 1e-4
+  c.optim.entropy_coef = 0.0  # entropy bonus (any objective); the paper uses none
   # Linear warmup. Paper text: 1 epoch; authors' code: 2 epochs (2 * len(train_loader)).
   c.optim.warmup_epochs = 2.0
   c.optim.warmup_steps = -1  # >= 0 overrides warmup_epochs.

@@ -111,12 +111,24 @@ def sampled_loss(logits: chex.Array, labels: chex.Array, key: chex.PRNGKey, *, m
 def objective_loss(logits: chex.Array, labels: chex.Array, key: chex.PRNGKey, *,
                    objective: str, num_rollouts: int = 1,
                    options: Mapping[str, Any] | None = None,
-                   search_method: str = "scan") -> tuple[jax.Array, dict]:
-  """Dispatches to :func:`cross_entropy_loss` or :func:`sampled_loss` by objective name."""
+                   search_method: str = "scan", entropy_coef: float = 0.0
+                   ) -> tuple[jax.Array, dict]:
+  """Dispatches to :func:`cross_entropy_loss` or :func:`sampled_loss` by objective name.
+
+  ``entropy_coef > 0`` adds an entropy bonus: the loss becomes
+  ``L - entropy_coef * mean_b H(pi(.|x_b))`` with the exact entropy of each image's softmax
+  (``maxrl_jax.estimators.token_entropy``), for any objective.
+  """
   if objective == CROSS_ENTROPY:
-    return cross_entropy_loss(logits, labels)
-  return sampled_loss(logits, labels, key, method=objective, num_rollouts=num_rollouts,
-                      options=options, search_method=search_method)
+    loss, aux = cross_entropy_loss(logits, labels)
+  else:
+    loss, aux = sampled_loss(logits, labels, key, method=objective, num_rollouts=num_rollouts,
+                             options=options, search_method=search_method)
+  entropy = jnp.mean(estimators.token_entropy(logits.astype(jnp.float32)))
+  aux = dict(aux, **{"train/entropy": jax.lax.stop_gradient(entropy)})
+  if entropy_coef:
+    loss = loss - entropy_coef * entropy
+  return loss, aux
 
 
 def class_coefficients(logits: chex.Array, labels: chex.Array, key: chex.PRNGKey, *,

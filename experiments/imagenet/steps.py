@@ -172,7 +172,8 @@ def make_train_step(config, model, tx, schedule) -> Callable:
           mutable=["batch_stats"])
       loss, aux = objectives.objective_loss(
           logits, batch["label"], key, objective=run.objective, num_rollouts=run.num_rollouts,
-          options=options, search_method=config.train.search_method)
+          options=options, search_method=config.train.search_method,
+          entropy_coef=float(config.optim.get("entropy_coef", 0.0)))
       return loss, (new_vars["batch_stats"], aux)
 
     (loss, (batch_stats, aux)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)

@@ -96,6 +96,7 @@ def validate(config, mesh) -> None:
     _positive(o.num_epochs, "config.optim.num_epochs")
   require(0.0 <= o.momentum < 1.0, "config.optim.momentum", f"must be in [0, 1), got {o.momentum}")
   require(o.weight_decay >= 0, "config.optim.weight_decay", f"must be >= 0, got {o.weight_decay}")
+  require(o.entropy_coef >= 0, "config.optim.entropy_coef", f"must be >= 0, got {o.entropy_coef}")
   require(o.warmup_epochs >= 0, "config.optim.warmup_epochs",
           f"must be >= 0, got {o.warmup_epochs}")
   require(o.warmup_steps >= -1, "config.optim.warmup_steps",
