@@ -83,12 +83,14 @@ def test_exact_coefficients_match_theory_float64():
   p = np.geomspace(1e-4, 0.999, 60)
   logits = jnp.asarray(np.log(p) - np.log1p(-p), jnp.float32)
   p32 = np.asarray(jax.nn.sigmoid(logits), np.float64)
+  config = config_lib.get_config("cpu")
   for n in (1, 2, 7, 64, 1024):
     for m in config_lib.DEFAULT_ESTIMATORS:
-      table = exact.estimator_table(m, n).device()
+      opts = grid_lib.estimator_options(config, m, n)  # "N" options resolved per n
+      table = exact.estimator_table(m, n, options=opts).device()
       w = np.asarray(exact.weight_from_logit_coefficient(
           logits, exact.expected_logit_coefficient(logits, table)), np.float64)
-      ref = theory.expected_weight(m, n, p32)
+      ref = theory.expected_weight(m, n, p32, **opts)
       np.testing.assert_allclose(w, ref, rtol=2e-4, atol=1e-6, err_msg=f"{m} N={n}")
   for t in (1, 3, 64, 1024, math.inf):
     w = np.asarray(exact.weight_from_logit_coefficient(

@@ -36,7 +36,7 @@ def analyze(config) -> dict[str, np.ndarray]:
   """Exact and Monte Carlo estimator statistics (float32/64 numpy arrays, see module doc)."""
   names = tuple(config.sampled.estimators)
   ns = tuple(config.sampled.num_rollouts)
-  opts = {m: estimator_options(config, m) for m in names}
+  opts = lambda e, n: estimator_options(config, e, n)  # "N" option values resolved per n
   policy = policies.make_policy("tabular", config)
   logits0 = policy.logits(policy.init())
   m = logits0.shape[0]
@@ -44,7 +44,7 @@ def analyze(config) -> dict[str, np.ndarray]:
   wn = config.analysis.weight_num_rollouts
   grid_p = np.geomspace(1e-4, 1 - 1e-3, config.analysis.weight_grid_points)
   grid_logits = jnp.asarray(policies.logit(grid_p), jnp.float32)
-  tables = {n: exact.stack_tables([exact.estimator_table(e, n, options=opts[e]) for e in names])
+  tables = {n: exact.stack_tables([exact.estimator_table(e, n, options=opts(e, n)) for e in names])
             .device() for n in sorted(set(ns) | {wn})}
   truncs = jnp.asarray([float(t) for t in config.exact.truncations], jnp.float32)
   key = jax.random.fold_in(jax.random.key(config.seed), 7919)
@@ -63,7 +63,7 @@ def analyze(config) -> dict[str, np.ndarray]:
     for n in sorted(set(ns) | {wn}):
       u = jax.random.uniform(jax.random.fold_in(key, n), (repeats, m, n))
       rewards = (u < p0[:, None]).astype(jnp.float32)
-      coef = jnp.stack([sampled_logit_coefficient(rewards, p0, e, **opts[e]) for e in names])
+      coef = jnp.stack([sampled_logit_coefficient(rewards, p0, e, **opts(e, n)) for e in names])
       if n == wn:
         out["prompt_coefficient_sampled"] = jnp.mean(coef, axis=1)  # [E, M]
       if n in ns:

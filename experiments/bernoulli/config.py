@@ -12,7 +12,7 @@ import ml_collections
 
 # The sampled estimators run on the grid by default (names of maxrl_jax.estimators.METHODS).
 DEFAULT_ESTIMATORS = ("reinforce", "mean_baseline", "rloo", "grpo", "maxrl", "maxrl_keep_cv",
-                      "maxrl_no_cv")
+                      "maxrl_no_cv", "maxrl_maclaurin", "pkpo")
 
 
 def _powers_of_two(max_n: int) -> tuple[int, ...]:
@@ -61,7 +61,11 @@ def get_config(preset: str = "cpu") -> ml_collections.ConfigDict:
   c.sampled.num_rollouts = _powers_of_two(1024)
   c.sampled.num_seeds = 3
   # Options per estimator name, passed to maxrl_jax.estimators.advantages.
-  c.sampled.options = ml_collections.ConfigDict({"grpo": {"std": "population", "eps": 1e-6}})
+  # "N" stands for each group's size: maxrl_maclaurin (the authors' Maclaurin estimator) of
+  # grad J^(N), like maxrl_keep_cv with another variance; pkpo of grad pass@N.
+  c.sampled.options = ml_collections.ConfigDict({"grpo": {"std": "population", "eps": 1e-6},
+                                                 "maxrl_maclaurin": {"truncation": "N"},
+                                                 "pkpo": {"k": "N"}})
 
   # Exact-gradient runs: each sampled estimator's exact expected gradient at each N, and the
   # truncated objectives J^(T) (T = inf is exact ML; T = 1 is RL).

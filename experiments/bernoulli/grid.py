@@ -100,7 +100,7 @@ def validate_config(config) -> None:
               f"unknown estimator {name!r}; expected names from {estimators.METHODS}")
       for n in ns:  # Validates the options (e.g. maxrl_truncated's truncation <= N).
         try:
-          estimators.coefficient_table(name, n, **estimator_options(config, name))
+          estimators.coefficient_table(name, n, **estimator_options(config, name, n))
         except ValueError as err:
           require(False, f"config.sampled.options.{name}", f"{err} (at N = {n})")
   ts = tuple(config.exact.truncations)
@@ -117,13 +117,21 @@ def validate_config(config) -> None:
           f"must be >= 1, got {config.analysis.weight_num_rollouts}")
 
 
-def estimator_options(config, name: str) -> dict[str, Any]:
-  """Options of estimator ``name`` from ``config.sampled.options`` (empty if none)."""
+def estimator_options(config, name: str, n: int | None = None) -> dict[str, Any]:
+  """Options of estimator ``name`` from ``config.sampled.options`` (empty if none).
+
+  An option value ``"N"`` stands for the group size ``n`` (e.g. ``maxrl_maclaurin`` with
+  ``truncation="N"`` estimates grad J^(N), ``pkpo`` with ``k="N"`` grad pass@N), so one grid
+  can run these estimators at every N.
+  """
   opts = config.sampled.options
-  if name in opts:
-    value = opts[name]
-    return dict(value.to_dict() if isinstance(value, ml_collections.ConfigDict) else value)
-  return {}
+  if name not in opts:
+    return {}
+  value = opts[name]
+  value = dict(value.to_dict() if isinstance(value, ml_collections.ConfigDict) else value)
+  if n is not None:
+    value = {k: (int(n) if v == "N" else v) for k, v in value.items()}
+  return value
 
 
 def make_optimizer(config, policy_name: str) -> optax.GradientTransformation:
@@ -217,7 +225,7 @@ class PolicyGrid:
     """Exact coefficient tables per N, stacked over the exact estimators."""
     out = {}
     for n in self.ns if self.exact_estimators else ():
-      tabs = [exact.estimator_table(m, n, options=estimator_options(self.config, m))
+      tabs = [exact.estimator_table(m, n, options=estimator_options(self.config, m, n))
               for m in self.exact_estimators]
       out[f"n{n}"] = exact.stack_tables(tabs).device()
     return out
@@ -266,7 +274,8 @@ class PolicyGrid:
   def sampled_advantages(self, rewards: jax.Array) -> jax.Array:
     """``[E, ..., M, N]`` advantages: estimator ``e`` applied to ``rewards[e]``."""
     return jnp.stack([
-        estimators.advantages(rewards[i], m, **estimator_options(self.config, m))
+        estimators.advantages(rewards[i], m,
+                              **estimator_options(self.config, m, rewards.shape[-1]))
         for i, m in enumerate(self.sampled_estimators)])
 
   def step(self, state: dict, step: jax.Array, tables: dict, keys: dict, hard: jax.Array):
