@@ -438,12 +438,15 @@ def run(programs=PROGRAMS, flops: bool = True, log=None) -> dict:
         if (pieces["sample_mazes"], pieces["grad_mazes"]) == (int(cfg_p.rl.sample_mazes),
                                                               int(cfg_p.rl.grad_mazes)):
           cap = task_p.max_response_length
+          bucket = min([x for x in cfg_p.rl.loss_lengths if x >= TYPICAL_RESPONSE] + [cap])
+          grad_typical = result["maze_rl_flops"]["pieces"].get(f"L{bucket}_shared", pieces)
           result["programs"][-1].update(
               tflop_corrected_cap=rl_step_flops(pieces, batch, cap)["total_tflop"],
-              tflop_corrected_typical=rl_step_flops(pieces, batch, TYPICAL_RESPONSE)[
-                  "total_tflop"],
+              tflop_corrected_typical=rl_step_flops(pieces, batch, TYPICAL_RESPONSE,
+                                                    grad_pieces=grad_typical)["total_tflop"],
               corrected_note=(f"loop trip counts applied: {cap} (cap) or {TYPICAL_RESPONSE} "
-                              f"(typical) decoding steps, loss over all {cap} positions"))
+                              f"(typical) decoding steps, the loss over {cap} or the first "
+                              f"{bucket} positions (rl.loss_lengths)"))
     if "maze_eval" in programs:
       log("compiling maze_eval")
       c, s = maze_eval(config, task, model_cfg)

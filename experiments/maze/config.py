@@ -119,9 +119,9 @@ def _base() -> ml_collections.ConfigDict:
   # many mazes (0: the whole batch). The update equals the unchunked one.
   c.rl.sample_mazes = 32
   c.rl.grad_mazes = 4
-  # Compute the loss on the first 48 or 96 response tokens when every rollout of the batch fits
-  # (typical answers are ~30 tokens of a 180-token budget); the update is unchanged.
-  c.rl.loss_lengths = (48, 96)
+  # Compute the loss on the first 32, 64 or 96 response tokens when every rollout of the batch
+  # fits (typical answers are ~30 tokens of a 180-token budget); the update is unchanged.
+  c.rl.loss_lengths = (32, 64, 96)
   c.rl.chunk_steps = 10
   c.rl.eval_every = 1000
   c.rl.checkpoint_every = 1000
