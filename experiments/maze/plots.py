@@ -167,8 +167,8 @@ def figure_neglog_vs_n(sweep: dict, path: str) -> str | None:
     ax.grid(alpha=0.3, which="both")
   axes[0][0].set_ylabel("-log pass@k (test mazes)")
   axes[0][-1].legend(fontsize=8)
-  fig.suptitle("Maze (paper Figure 3): -log unbiased pass@k after RL against rollouts N, 95% "
-               "bootstrap intervals over test mazes (lower is better)", fontsize=9)
+  fig.suptitle("Maze (paper Figure 3): -log pass@k (unbiased) against N\n"
+               "shaded: 95% bootstrap intervals over test mazes; lower is better", fontsize=9)
   fig.tight_layout()
   files.savefig(fig, path, dpi=110)
   plt.close(fig)
