@@ -93,7 +93,8 @@ def bernoulli_reference(tmp_path_factory):
   return workdir
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+@pytest.mark.parametrize("sig", [signal.SIGTERM,
+                                 pytest.param(signal.SIGKILL, marks=pytest.mark.slow)])
 def test_bernoulli_interrupted_then_rerun_equals_uninterrupted(tmp_path, bernoulli_reference,
                                                                sig):
   workdir = str(tmp_path / "run")
@@ -171,6 +172,7 @@ def _maze_stable(workdir):
   return out, stable(summary(os.path.join(workdir, "sft")))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("where", ["sft", "rl"])
 def test_maze_sigterm_then_rerun_equals_uninterrupted(tmp_path, maze_reference, where):
   workdir = str(tmp_path / "run")
@@ -189,6 +191,7 @@ def test_maze_sigterm_then_rerun_equals_uninterrupted(tmp_path, maze_reference, 
   assert table(workdir) == table(maze_reference)
 
 
+@pytest.mark.slow
 def test_maze_changed_config_and_invalid_fields(tmp_path, maze_reference):
   res = run(MAZE, "smoke", maze_reference, "--config.sft.learning_rate=0.5")
   assert res.returncode == 2 and "error: config.sft.learning_rate:" in res.stderr, res.stderr

@@ -728,7 +728,8 @@ def test_maze_task_reads_the_protocol_from_the_presets():
 
   paper = data.MazeTask.from_config(maze_config.get_config("paper"))
   assert (paper.reward_rule, paper.generator) == ("first_arrival", "from_start")
-  assert paper.max_response_length == 180 and paper.stop_tokens == (M.EOS,)
+  # The authors stop at DONE or <eos> (maze/ckpt-1500/generation_config.json: eos ids 2, 7).
+  assert paper.max_response_length == 180 and paper.stop_tokens == (M.DONE, M.EOS)
   assert paper.prompt_length + paper.max_response_length <= 512
   for preset in ("cpu", "smoke"):
     task = data.MazeTask.from_config(maze_config.get_config(preset))

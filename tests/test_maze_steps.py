@@ -34,7 +34,8 @@ def test_chunked_sampling_draws_the_same_rollouts():
   np.testing.assert_allclose(whole.logprobs, chunked.logprobs, atol=1e-5)
 
 
-@pytest.mark.parametrize("aggregation", ["token_mean", "sequence_mean"])
+@pytest.mark.parametrize("aggregation", [
+    "token_mean", pytest.param("sequence_mean", marks=pytest.mark.slow)])
 def test_gradient_accumulation_equals_the_unchunked_update(aggregation):
   cfg, task, model_cfg, params, grids, n = _setup()
   prompts = task.prompts(grids)

@@ -9,6 +9,7 @@ import sys
 
 import jax
 import numpy as np
+import pytest
 
 from maxrl_jax.train import logs
 from examples import toy_trainer as toy
@@ -92,6 +93,7 @@ def test_two_processes_equal_one_process_with_four_devices(tmp_path):
       [r["loss"] for r in logs.read_metrics(tmp_path / "one_process")], rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_maze_smoke_on_two_processes_matches_one_process(tmp_path):
   """The maze driver's real entry point on 2 processes x 2 devices against 1 process x 4."""
   from experiments.maze import config as maze_config  # pylint: disable=g-import-not-at-top

@@ -4,6 +4,7 @@ the smoke sweep it runs itself when none is given."""
 import pathlib
 
 import nbformat
+import pytest
 from nbclient import NotebookClient
 
 from experiments.maze import config as maze_config
@@ -43,6 +44,7 @@ def test_maze_notebook_executes(tmp_path, monkeypatch):
   assert len(images) >= 3
 
 
+@pytest.mark.slow
 def test_maze_notebook_runs_its_own_smoke_sweep(monkeypatch):
   monkeypatch.delenv("MAZE_SWEEP_WORKDIR", raising=False)
   outputs, images = _execute(monkeypatch)

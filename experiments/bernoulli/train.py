@@ -150,5 +150,6 @@ def run(config, workdir: str) -> dict:
     summary["figures"] = plots.make_all(config, result["grids"], result["curves"], analysis,
                                         str(root / "figures"))
     summary["wall_time_s"] = time.perf_counter() - t0
-    files.write_json(root / stage_lib.SUMMARY_FILE, summary)
+    # Key order kept: a rerun returns this file, and the report walks it in order.
+    files.write_json(root / stage_lib.SUMMARY_FILE, summary, sort_keys=False)
   return summary

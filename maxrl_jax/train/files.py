@@ -105,9 +105,9 @@ def write_bytes(path: PathLike, data: bytes) -> None:
       p.write_bytes(data)
 
 
-def write_json(path: PathLike, obj: Any) -> None:
-  """Writes ``obj`` as indented, key-sorted JSON, atomically."""
-  write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
+def write_json(path: PathLike, obj: Any, sort_keys: bool = True) -> None:
+  """Writes ``obj`` as indented JSON (keys sorted unless ``sort_keys=False``), atomically."""
+  write_text(path, json.dumps(obj, indent=2, sort_keys=sort_keys, default=_json_default) + "\n")
 
 
 def _json_default(x: Any) -> Any:
