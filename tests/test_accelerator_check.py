@@ -6,9 +6,12 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+@pytest.mark.slow
 def test_tiny_accelerator_check_writes_its_json(tmp_path):
   out = tmp_path / "check.json"
   env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=REPO)

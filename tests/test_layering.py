@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGES = ("maxrl_jax", "experiments", "benchmarks", "examples")
 MAX_DRIVER_LINES = 350
@@ -93,6 +95,7 @@ def test_every_library_and_driver_module_imports_in_a_fresh_interpreter():
   assert res.returncode == 0, res.stderr[-3000:]
 
 
+@pytest.mark.slow
 def test_every_entry_module_imports_in_a_fresh_interpreter():
   for m in sorted(m for m in _modules() if _is_entry(m) and not m.endswith("__main__")):
     res = _import_in_fresh_interpreter([m])

@@ -14,6 +14,7 @@ pytest.importorskip("tensorflow_datasets")
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 def test_imagenet_notebook_runs_top_to_bottom(monkeypatch):
   monkeypatch.setenv("JAX_PLATFORMS", "cpu")
   monkeypatch.setenv("XLA_FLAGS", "")  # one CPU device is enough

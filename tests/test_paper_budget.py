@@ -21,6 +21,7 @@ def test_flops_of_reads_dict_and_list_cost_analyses():
   assert paper_budget.flops_of(Compiled(None)) == 0.0
 
 
+@pytest.mark.slow
 def test_maze_rl_sweep_step_fits_40_gib():
   config, task, model_cfg = paper_budget.maze_setup("paper")
   assert (task.size, task.max_response_length, task.prompt_length) == (17, 180, 310)
@@ -30,6 +31,7 @@ def test_maze_rl_sweep_step_fits_40_gib():
   assert mem["temp_gib"] is not None and 0 < mem["temp_gib"] <= paper_budget.BUDGET_GIB, mem
 
 
+@pytest.mark.slow
 def test_imagenet_maxrl_n1024_step_fits_40_gib():
   compiled, _, extra = paper_budget.imagenet_step("maxrl", 1024, batch=256)
   assert extra["image_size"] == 224
