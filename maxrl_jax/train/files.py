@@ -81,19 +81,13 @@ def makedirs(path: PathLike) -> epath.Path:
 
 
 def write_text(path: PathLike, text: str) -> None:
-  """Writes ``text`` to ``path`` atomically (see the module docstring)."""
-  p = as_path(path)
-  with io_errors(p):
-    p.parent.mkdir(parents=True, exist_ok=True)
-    if is_local(p):
-      tmp = epath.Path(os.fspath(p) + ".tmp")
-      tmp.write_text(text)
-      os.replace(os.fspath(tmp), os.fspath(p))
-    else:
-      p.write_text(text)
+  """Writes ``text`` (UTF-8) to ``path`` atomically (see the module docstring)."""
+  write_bytes(path, text.encode("utf-8"))
 
 
 def write_bytes(path: PathLike, data: bytes) -> None:
+  """Writes ``data`` to ``path`` atomically: a local ``<name>.tmp`` renamed over the target, or
+  one object-store upload."""
   p = as_path(path)
   with io_errors(p):
     p.parent.mkdir(parents=True, exist_ok=True)
