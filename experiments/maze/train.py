@@ -17,7 +17,6 @@ from experiments.maze import evaluate as evaluate_lib
 from experiments.maze import runs as runs_lib
 from experiments.maze import steps
 from maxrl_jax.models import transformer
-from maxrl_jax.train import files
 from maxrl_jax.train import mesh as mesh_lib
 from maxrl_jax.train import stage as stage_lib
 
@@ -109,8 +108,3 @@ def rl(config: ml_collections.ConfigDict, workdir: str, init_params, *, mesh=Non
 
 def read_summary(workdir: str) -> dict | None:
   return stage_lib.read_summary(workdir)
-
-
-def write_json(path, obj) -> None:
-  if mesh_lib.is_chief():
-    files.write_json(path, obj)
