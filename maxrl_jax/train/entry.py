@@ -5,7 +5,8 @@ its orchestrator. :func:`run_main`:
 
 * rejects positional arguments absl did not consume (a typo such as ``--config cpu``);
 * keeps absl's ``--verbosity`` if given, else sets WARNING (orbax logs every save at INFO);
-* calls :func:`maxrl_jax.train.mesh.initialize_distributed` (multi-host runs);
+* calls :func:`maxrl_jax.train.mesh.initialize_distributed` (multi-host runs) and, on CPU,
+  turns on JAX's persistent compilation cache (:func:`enable_compilation_cache`);
 * enters ONE :class:`~maxrl_jax.train.loop.PreemptionGuard` for the whole process and installs
   it, so every stage of every orchestrator stops at its first chunk boundary after SIGTERM (or a
   Cloud TPU preemption notice), saves, and the orchestrator stops after that stage; the process
@@ -54,6 +55,30 @@ def config_path(module_file: str, preset: str) -> str:
   return f"{os.path.join(os.path.dirname(os.path.abspath(module_file)), 'config.py')}:{preset}"
 
 
+CACHE_ENV = "MAXRL_COMPILATION_CACHE"
+
+
+def enable_compilation_cache() -> str | None:
+  """Turns on JAX's persistent compilation cache for CPU runs (unless ``MAXRL_COMPILATION_CACHE=0``
+  or ``JAX_COMPILATION_CACHE_DIR`` already chose a directory); returns the directory used.
+
+  On CPU, compilation dominates the small presets: a rerun of the smoke reproduction took 39 s
+  with a warm cache against 86 s without one (a first run gains nothing: 85 s). Accelerator runs
+  keep JAX's defaults.
+  """
+  if os.environ.get(CACHE_ENV, "1").lower() in ("0", "false", "no"):
+    return None
+  if os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+    return os.environ["JAX_COMPILATION_CACHE_DIR"]
+  import jax  # pylint: disable=g-import-not-at-top
+  if jax.default_backend() != "cpu":
+    return None
+  path = os.path.join(os.path.expanduser("~"), ".cache", "maxrl_jax", "jax_compilation_cache")
+  jax.config.update("jax_compilation_cache_dir", path)
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+  return path
+
+
 def _main(body: Callable[[], Any], argv) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments {argv[1:]!r} (flags are --name=value)",
@@ -63,6 +88,7 @@ def _main(body: Callable[[], Any], argv) -> None:
   stage_lib.set_allow_config_change(_ALLOW_CONFIG_CHANGE.value)
   stage_lib.set_profile_steps(_PROFILE_STEPS.value)
   mesh_lib.initialize_distributed()
+  enable_compilation_cache()
   with loop.PreemptionGuard() as guard:
     loop.install(guard)
     try:
