@@ -152,19 +152,20 @@ def maze_parts(p: dict, out: dict, save, deadline: float):
     sm = min(int(rl.sample_mazes or batch), batch)
     gm = min(int(rl.grad_mazes or batch), batch)
     make = steps.rl_program.__wrapped__  # a fresh closure: traced under the patch below
-    program = make(task, model_cfg, rl_spec, n, ms, float(rl.temperature), int(config.seed), mesh,
+    program = make(task, model_cfg, rl_spec, n, ms, float(rl.temperature), mesh,
                    steps.compile_options(config), sm, gm, str(rl.loss_aggregation))
+    key = steps.rl_key(config)
     st = steps.init_state(sft_params, steps.make_optimizer(rl_spec), mesh)
     grids = task.chunk_grids("rl", 0, 1, batch)
     step_ids = jnp.zeros((1,), jnp.int32)
     t0 = time.perf_counter()
     with repeated_prompt() if naive else contextlib.nullcontext():
-      compiled = program.lower(st, step_ids, grids, index).compile()
+      compiled = program.lower(st, step_ids, grids, index, key).compile()
     compile_s = time.perf_counter() - t0
     # One untimed call (first-call transfers), then the timed ones.
-    st, _ = compiled(st, step_ids, grids, index)
+    st, _ = compiled(st, step_ids, grids, index, key)
     jax.block_until_ready(st)
-    st, sec, m = _timed_calls(lambda s: compiled(s, step_ids, grids, index), st, num_steps)
+    st, sec, m = _timed_calls(lambda s: compiled(s, step_ids, grids, index, key), st, num_steps)
     res = {"batch": batch, "num_rollouts": n, "sample_mazes": sm, "grad_mazes": gm,
            "remat": model_cfg.remat, "response_cap": task.max_response_length,
            "prompt": "repeated" if naive else "shared", "compile_seconds": compile_s,

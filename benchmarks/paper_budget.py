@@ -165,13 +165,13 @@ def maze_rl(config, task, model_cfg, mesh, batch: int, n: int):
   rl = config.rl
   ms = steps.methods(config)
   program = steps.rl_program(
-      task, model_cfg, steps.optimizer_spec(rl), n, ms, float(rl.temperature), 0, mesh,
+      task, model_cfg, steps.optimizer_spec(rl), n, ms, float(rl.temperature), mesh,
       steps.compile_options(config), int(rl.sample_mazes or batch), int(rl.grad_mazes or batch),
       str(rl.loss_aggregation))
   s = task.size
   return compile_abstract(program, maze_state_spec(model_cfg, steps.optimizer_spec(rl)),
                           spec((1,), np.int32), spec((1, batch, s, s), np.int8),
-                          spec((), np.int32))
+                          spec((), np.int32), key_spec())
 
 
 def maze_eval(config, task, model_cfg):

@@ -16,6 +16,9 @@ import os
 import re
 from typing import Any, Callable, Mapping, Sequence
 
+import numpy as np
+
+from maxrl_jax import metrics as metrics_lib
 from maxrl_jax.train import files
 from maxrl_jax.train import logs
 
@@ -145,57 +148,111 @@ def _read_json(path: str) -> dict:
   return files.read_json(path) or {}
 
 
+# MaxRL with the most rollouts "matches" cross-entropy when its final validation pass@1 is at
+# least this fraction of cross-entropy's. The paper's claim (section 6.1, Figure 2) is that
+# MaxRL N = 1,024 comes within a few percent of cross-entropy (59.6% vs 60.5% pass@1, 0.985).
+IMAGENET_MATCH_BAR = 0.95
+
+
+def imagenet_runs(summary: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+  """The comparison's runs with their seeds grouped: ``{run name: {"objective",
+  "num_rollouts", "step", "per_seed": {seed: entry}}}`` (``summary["aggregate"]`` names each
+  run's seeds and directories; a summary without it has one seed per run)."""
+  runs = summary["runs"]
+  agg = summary.get("aggregate")
+  if agg:
+    groups = {name: list(zip(a["seeds"], a["dirs"])) for name, a in agg.items()}
+  else:
+    groups = {name: [(int(r.get("seed", 0)), name)] for name, r in runs.items()}
+  out = {}
+  for name, members in groups.items():
+    first = runs[members[0][1]]
+    out[name] = {"objective": first["objective"], "num_rollouts": first["num_rollouts"],
+                 "step": first["step"], "per_seed": {s: runs[d] for s, d in members}}
+  return out
+
+
+def _seed_mean(run: Mapping[str, Any], key: str) -> float:
+  values = [float(e[key]) for e in run["per_seed"].values()]
+  return sum(values) / len(values)
+
+
+def _seed_cell(run: Mapping[str, Any], key: str) -> str:
+  """``mean`` with one seed, ``mean [min, max]`` over several."""
+  values = [float(e[key]) for e in run["per_seed"].values() if e.get(key) is not None]
+  if not values:
+    return "-"
+  mean = sum(values) / len(values)
+  if len(values) == 1:
+    return _fmt(mean)
+  return f"{_fmt(mean)} [{_fmt(min(values))}, {_fmt(max(values))}]"
+
+
 def imagenet_section(summary: Mapping[str, Any], exp_dir: str, report_dir: str) -> str:
   dataset = summary.get("dataset", "?")
   generated = summary.get("generated_data", False)
   out = ["## ImageNet as binary-reward classification (paper section 6.1)", ""]
-  runs = summary["runs"]
   num_classes = None
-  for name in runs:
+  for name in summary["runs"]:
     num_classes = num_classes or _read_json(os.path.join(exp_dir, name, "summary.json")).get(
         "num_classes")
+  runs = imagenet_runs(summary)
+  seeds = sorted({s for r in runs.values() for s in r["per_seed"]})
   data_note = (f"the generated `{dataset}` dataset ({num_classes} classes; generated images, "
                "not ImageNet)" if generated else f"`{dataset}` ({num_classes} classes)")
   out.append(f"{summary.get('model', '?')} trained on {data_note}: cross-entropy against "
              "sampled-label objectives with N rollouts per image.")
+  if len(seeds) > 1:
+    out.append(f"Every run trained with {len(seeds)} seeds ({', '.join(map(str, seeds))}): "
+               "numbers are seed means [min, max], curves seed means with min-max bands.")
   out += ["", _figures(summary.get("figures", []), exp_dir, report_dir), ""]
   rows = []
   for name, r in runs.items():
-    rows.append((name, r["objective"], r["num_rollouts"], r["step"], r.get("eval/pass@1"),
-                 r.get("eval/pass@128"), r.get("eval/top1"), r.get("eval/mean_log_p")))
+    rows.append((name, r["objective"], r["num_rollouts"], r["step"], len(r["per_seed"]))
+                + tuple(_seed_cell(r, k) for k in ("eval/pass@1", "eval/pass@128", "eval/top1",
+                                                    "eval/mean_log_p")))
   out += ["### Final validation numbers", "",
-          markdown_table(["run", "objective", "N", "steps", "pass@1", "pass@128", "top-1",
-                          "mean log p"], rows), ""]
+          markdown_table(["run", "objective", "N", "steps", "seeds", "pass@1", "pass@128",
+                          "top-1", "mean log p"], rows), ""]
   claims = []
   maxrl = sorted(((r["num_rollouts"], r) for r in runs.values() if r["objective"] == "maxrl"),
                  key=lambda t: t[0])
   ce = next((r for r in runs.values() if r["objective"] == "cross_entropy"), None)
   if len(maxrl) >= 2:
-    vals = [r["eval/pass@1"] for _, r in maxrl]
+    vals = [_seed_mean(r, "eval/pass@1") for _, r in maxrl]
     ok = all(b >= a for a, b in zip(vals, vals[1:]))
     claims.append(("MaxRL's validation pass@1 grows with the number of rollouts N",
                    "MaxRL 16 < 128 < 1024 (Figure 2)",
-                   ", ".join(f"N={n}: {_fmt(r['eval/pass@1'])}" for n, r in maxrl), ok))
+                   ", ".join(f"N={n}: {_fmt(v)}" for (n, _), v in zip(maxrl, vals)), ok))
   if maxrl and ce is not None:
     n_max, best = maxrl[-1]
-    ratio = best["eval/pass@1"] / max(ce["eval/pass@1"], 1e-12)
-    claims.append((f"MaxRL with the most rollouts (N={n_max}) comes close to cross-entropy "
-                   "(within 20% of its pass@1)",
-                   "MaxRL at >= 1024 rollouts close to cross-entropy",
-                   f"pass@1 {_fmt(best['eval/pass@1'])} vs {_fmt(ce['eval/pass@1'])} "
-                   f"(ratio {_fmt(ratio, 3)})", ratio >= 0.8))
+    best_p, ce_p = _seed_mean(best, "eval/pass@1"), _seed_mean(ce, "eval/pass@1")
+    ratio = best_p / max(ce_p, 1e-12)
+    text = f"pass@1 {_fmt(best_p)} vs {_fmt(ce_p)} (ratio {_fmt(ratio, 3)}"
+    if len(seeds) > 1:
+      common = sorted(set(best["per_seed"]) & set(ce["per_seed"]))
+      per_seed = [best["per_seed"][s]["eval/pass@1"] / max(ce["per_seed"][s]["eval/pass@1"],
+                                                          1e-12) for s in common]
+      text = (f"seed means: {text}; per-seed ratios {_fmt(min(per_seed), 3)} to "
+              f"{_fmt(max(per_seed), 3)}")
+    claims.append((f"MaxRL with the most rollouts (N={n_max}) matches cross-entropy: pass@1 at "
+                   f"least {IMAGENET_MATCH_BAR:.0%} of cross-entropy's",
+                   "MaxRL N = 1,024 within a few percent of cross-entropy (Figure 2: 59.6% vs "
+                   "60.5% pass@1, ratio 0.985)", text + ")", ratio >= IMAGENET_MATCH_BAR))
   reinforce = [r for name, r in runs.items()
                if r["objective"] in ("reinforce", "mean_baseline") or name.startswith("reinforce")]
   if reinforce and num_classes:
     threshold = 3.0 / num_classes
     r = reinforce[-1]
+    value = _seed_mean(r, "eval/pass@1")
     claims.append((f"REINFORCE ({r['objective']}, N={r['num_rollouts']}) stays near its initial "
                    "pass rate 1/C (below 3/C)",
                    "REINFORCE below 0.003 from 1e-3 with 1000 classes (3/C)",
-                   f"pass@1 {_fmt(r['eval/pass@1'])}, 3/C = {_fmt(threshold)}",
-                   r["eval/pass@1"] < threshold))
+                   f"pass@1 {_fmt(value)}, 3/C = {_fmt(threshold)}", value < threshold))
   if claims:
-    out += ["### Claims", "", _claims(claims), ""]
+    out += ["### Claims", "", f"The match bar is {IMAGENET_MATCH_BAR:.0%} of cross-entropy's "
+            "final validation pass@1" + (", from seed means" if len(seeds) > 1 else "") + ".",
+            "", _claims(claims), ""]
   return "\n".join(out)
 
 
@@ -205,99 +262,169 @@ PAPER_TABLE3 = {"grpo": (43.6, 49.0, 49.6), "rloo": (25.2, 28.7, 29.0),
                 "maxrl": (84.4, 92.0, 94.3)}  # pass@1 / pass@128 / pass@256 (%), N = 128
 
 
-def _maze_final(run: Mapping[str, Any]) -> dict[int, tuple[float, float, float]]:
-  """Test-set pass@k of a run's final evaluation: ``{k: (value, ci_low, ci_high)}``.
+def _pct(st: Mapping[str, float] | None) -> str:
+  if not st:
+    return "-"
+  text = f"{100 * st['mean']:.1f} [{100 * st['low']:.1f}, {100 * st['high']:.1f}]"
+  if st.get("seeds", 1) > 1:
+    text += f" (seeds {100 * st['seed_min']:.1f}-{100 * st['seed_max']:.1f})"
+  return text
 
-  Reads the driver's ``eval`` record (keys ``eval/test/pass@k`` and their ``_ci_low`` /
-  ``_ci_high`` 95% bootstrap intervals over test mazes; without them the interval is the value).
-  """
-  ev = run.get("eval", {})
-  out = {}
-  for key, value in ev.items():
-    m = re.fullmatch(r"eval/test/pass@(\d+)", key)
-    if m:
-      v = float(value)
-      out[int(m[1])] = (v, float(ev.get(key + "_ci_low", v)), float(ev.get(key + "_ci_high", v)))
+
+def _diff(c: Mapping[str, float] | None) -> str:
+  return "-" if not c else (f"diff {100 * c['diff']:+.1f} [{100 * c['low']:+.1f}, "
+                            f"{100 * c['high']:+.1f}]")
+
+
+def _claim(name, paper, a, b, k, eval_set="test", label_a="", label_b=""):
+  """One row: "a above b" in pass@k, from the paired two-level bootstrap of the difference."""
+  from experiments.maze import analysis  # pylint: disable=g-import-not-at-top
+  c = analysis.compare(a, b, k, eval_set)
+  sa, sb = analysis.group_stat(a, k, eval_set), analysis.group_stat(b, k, eval_set)
+  text = f"{label_a}{_pct(sa)} vs {label_b}{_pct(sb)}; {_diff(c)}"
+  return (name, paper, text, c["verdict"] if c else "inconclusive (no per-maze counts)")
+
+
+def _late_solved_any(runs) -> list[dict]:
+  """Stand-ins for :func:`analysis.compare`: per seed, the batch fraction of mazes with >= 1
+  success over the last quarter of steps; the items are the steps (every run sees the same
+  mazes at a step, so the comparison is paired by step)."""
+  from experiments.maze import analysis  # pylint: disable=g-import-not-at-top
+  out = []
+  for r in runs:
+    steps, vals = analysis.history(r, "train/frac_any_success")
+    q = vals[len(vals) - max(1, len(vals) // 4):]
+    out.append({"summary": {"eval": {"eval/late/pass@1": float(q.mean()) if len(q) else 0.0}},
+                "counts": None, "late": q})
   return out
 
 
-def _pct(x: tuple[float, float, float]) -> str:
-  return f"{100 * x[0]:.1f} [{100 * x[1]:.1f}, {100 * x[2]:.1f}]"
+def maze_claims(sweep: Mapping[str, Any]) -> list[tuple[str, str, str, str]]:
+  """The paper's maze claims (section 6.2, Figures 3 and 12, Table 3) tested on a sweep
+  (:func:`experiments.maze.analysis.load_sweep`): mean over seeds, paired two-level bootstrap
+  over test mazes and seeds, verdict shown / contradicted / inconclusive."""
+  from experiments.maze import analysis  # pylint: disable=g-import-not-at-top
+  g = {(e, n): rs for (e, n, lr), rs in analysis.groups(sweep).items()}
+  ns = sorted({n for _, n in g})
+  ks = analysis.final_ks([r for rs in g.values() for r in rs])
+  if not ns or not ks:
+    return []
+  ks = sorted({1, ks[-1]})
+  claims = []
+  for k in ks:
+    if ("maxrl", ns[0]) in g and ("maxrl", ns[-1]) in g and len(ns) > 1:
+      for lo_n, hi_n in zip(ns[:-1], ns[1:]):
+        claims.append(_claim(f"MaxRL improves with N: N = {hi_n} above N = {lo_n}, pass@{k}",
+                             "yes at every k (Figure 3; pass@1 84.5 at N = 4 to 95.3 at N = 128)",
+                             g[("maxrl", hi_n)], g[("maxrl", lo_n)], k))
+  for k in ks:
+    for a, b in (("maxrl", "grpo"), ("grpo", "rloo")):
+      for n in ns:
+        if (a, n) in g and (b, n) in g:
+          claims.append(_claim(f"{a} above {b} at N = {n}, pass@{k}",
+                               "MaxRL > GRPO > RLOO at every N and k (Figure 3)",
+                               g[(a, n)], g[(b, n)], k))
+  for other, n_other, n_maxrl, paper in (
+      ("rloo", ns[-1], ns[0], "RLOO at N = 128 below MaxRL at N = 4, every k (Figure 3)"),
+      ("grpo", ns[-1], ns[min(1, len(ns) - 1)],
+       "GRPO at N = 128 below MaxRL at N = 16, every k (Figure 3)")):
+    if (other, n_other) in g and ("maxrl", n_maxrl) in g:
+      for k in ks:
+        claims.append(_claim(f"MaxRL at N = {n_maxrl} above {other.upper()} at N = {n_other}, "
+                             f"pass@{k}", paper, g[("maxrl", n_maxrl)], g[(other, n_other)], k,
+                             label_a="MaxRL ", label_b=f"{other.upper()} "))
+  for n in ns:
+    for other in ("grpo", "rloo"):
+      if ("maxrl", n) in g and (other, n) in g:
+        a, b = _late_solved_any(g[("maxrl", n)]), _late_solved_any(g[(other, n)])
+        ma, mb = np.stack([x["late"] for x in a]), np.stack([x["late"] for x in b])
+        if ma.shape[1] == mb.shape[1] and ma.shape[1] > 1:
+          d, lo, hi = metrics_lib.two_level_bootstrap_ci(ma, mb, num_resamples=2000)
+          verdict = "shown" if lo > 0 else "contradicted" if hi < 0 else "inconclusive"
+          claims.append((f"Figure 12: MaxRL solves more training mazes at least once than "
+                         f"{other.upper()} at N = {n} (last quarter of steps)",
+                         "MaxRL's fraction stays higher (Figure 12)",
+                         f"{100 * ma.mean():.1f}% vs {100 * mb.mean():.1f}%; diff {100 * d:+.1f} "
+                         f"[{100 * lo:+.1f}, {100 * hi:+.1f}]", verdict))
+  sft = analysis.sft_stages(sweep)
+  if sft and analysis.final_ks(sft):
+    for (est, n), rs in g.items():
+      claims.append(_claim(f"{est} N = {n} above the SFT start, pass@1",
+                           "every estimator improves on SFT (1.3%, Figure 3)", rs, sft, 1,
+                           label_b="SFT "))
+  return claims
+
+
+def scarce_claims(sweep: Mapping[str, Any]) -> list[tuple[str, str, str, str]]:
+  """The data-scarce analogue of the paper's GSM8K result (section 6.3, Figure 5): on held-out
+  mazes MaxRL keeps pass@k at the largest k where GRPO and RLOO lose it."""
+  from experiments.maze import analysis  # pylint: disable=g-import-not-at-top
+  g = {e: rs for (e, n, lr), rs in analysis.groups(sweep).items()}
+  ks = analysis.final_ks([r for rs in g.values() for r in rs])
+  if "maxrl" not in g or not ks:
+    return []
+  claims = []
+  for other in ("grpo", "rloo"):
+    if other in g:
+      for k in sorted({1, ks[-1]}):
+        claims.append(_claim(f"data-scarce: MaxRL above {other.upper()} on test mazes, pass@{k}",
+                             "GRPO/RLOO pass@k falls late in training, MaxRL keeps it (Figure 5)",
+                             g["maxrl"], g[other], k))
+  sft = analysis.sft_stages(sweep)
+  if sft and ks:
+    for est, rs in g.items():
+      claims.append(_claim(f"data-scarce: {est} keeps the SFT model's test pass@{ks[-1]}",
+                           "MaxRL keeps coverage; GRPO/RLOO lose it (Figure 5)", rs, sft, ks[-1],
+                           label_b="SFT "))
+  return claims
+
+
+_MAZE_VERDICTS = ("Verdicts: the mean over RL seeds (pass@k in %, [95% interval], seed range); "
+                  "*shown* when the 95% interval of the difference (a paired two-level "
+                  "bootstrap over test mazes and seeds) lies above 0, *contradicted* when it lies "
+                  "below 0, else *inconclusive*. No bar is loosened: 0 is the bar.")
 
 
 def maze_section(summary: Mapping[str, Any], exp_dir: str, report_dir: str) -> str:
-  out = ["## Maze navigation (paper section 6.2)", ""]
+  from experiments.maze import analysis  # pylint: disable=g-import-not-at-top
+  sweep = analysis.load_sweep(exp_dir)
+  scarce = summary.get("experiment") == "data_scarce"
+  cfg = sweep.get("config") or {}
+  seeds = len((cfg.get("sweep") or {}).get("seeds", [0]))
+  sft_seeds = len((cfg.get("sweep") or {}).get("sft_seeds", [0]))
+  title = ("## Maze, data-scarce regime (the analogue of paper section 6.3's GSM8K result)"
+           if scarce else "## Maze navigation (paper section 6.2)")
+  out = [title, ""]
   out.append(f"Experiment `{summary.get('experiment')}`, preset `{summary.get('preset')}`: SFT on "
-             "BFS paths, then on-policy RL from the same SFT checkpoint for every "
-             "(estimator, N); pass@k on held-out test mazes with the unbiased estimator.")
+             f"BFS paths ({sft_seeds} SFT seed(s); RL starts from the first), then on-policy RL "
+             f"for every (estimator, N) with {seeds} RL seed(s); pass@k on "
+             f"{(cfg.get('eval') or {}).get('num_mazes', '?')} held-out test mazes with the "
+             "unbiased estimator.")
   out += ["", _figures(summary.get("figures", []), exp_dir, report_dir), ""]
   table = summary.get("table")
   if table:
     path = _resolve(table, exp_dir)
     if files.exists(path):
-      out += ["### Final test pass@k (Table 3's columns)", "",
+      out += ["### Final pass@k (mean over seeds [95% interval over mazes and seeds])", "",
               files.as_path(path).read_text().strip(), ""]
-  out += ["Paper Table 3 (17x17, N = 128, pass@1 / pass@128 / pass@256 %): " + ", ".join(
-      f"{k.upper() if k != 'maxrl' else 'MaxRL'} {a}/{b}/{c}"
-      for k, (a, b, c) in PAPER_TABLE3.items()), ""]
-  finals = {}
-  for name, run in summary.get("runs", {}).items():
-    est, n = name.rsplit("_n", 1)
-    finals[(est, int(n))] = _maze_final(run)
-  sft = _maze_final(summary.get("sft", {}))
-  claims = maze_claims(finals, sft)
+  if not scarce:
+    out += ["Paper Table 3 (17x17, N = 128, pass@1 / pass@128 / pass@256 %): " + ", ".join(
+        f"{k.upper() if k != 'maxrl' else 'MaxRL'} {a}/{b}/{c}"
+        for k, (a, b, c) in PAPER_TABLE3.items()), ""]
+  claims = scarce_claims(sweep) if scarce else maze_claims(sweep)
   if claims:
-    out += ["### Claims", "", "Verdicts from 95% bootstrap intervals over test mazes (pass@k in %, "
-            "[interval]): *shown* when the intervals separate in the claimed direction, "
-            "*contradicted* when they separate the other way, else *inconclusive*.", "",
-            _claims(claims), ""]
+    out += ["### Claims", "", _MAZE_VERDICTS, "", _claims(claims), ""]
+  collapsed = [name for name, r in sweep["runs"].items() if analysis.collapsed(r)]
+  out += [f"Collapsed runs (all rollouts failing, zero gradient, for the last "
+          f"{analysis.COLLAPSE_WINDOW} logged steps): {', '.join(collapsed) or 'none'}.", ""]
   return "\n".join(out)
-
-
-def maze_claims(finals, sft) -> list[tuple[str, str, str, str]]:
-  """The paper's maze claims (section 6.2, Figure 3, Table 3) tested on ``finals``:
-  ``{(estimator, N): {k: (value, low, high)}}``; ``sft``: the SFT model's ``{k: ...}``."""
-  ns = sorted({n for _, n in finals})
-  ks = sorted(set.intersection(*(set(f) for f in finals.values()))) if finals else []
-  if not ns or not ks:
-    return []
-  k_big = ks[-1]
-  claims = []
-  for k in sorted({1, k_big}):
-    for a, b in (("maxrl", "grpo"), ("grpo", "rloo")):
-      for n in ns:
-        if (a, n) in finals and (b, n) in finals:
-          x, y = finals[(a, n)][k], finals[(b, n)][k]
-          claims.append((f"{a} above {b} in pass@{k} at N = {n}",
-                         "MaxRL > GRPO > RLOO at every N and k (Figure 3)",
-                         f"{_pct(x)} vs {_pct(y)}", interval_verdict(x, y)))
-  if ("maxrl", ns[0]) in finals and ("maxrl", ns[-1]) in finals and len(ns) > 1:
-    for k in sorted({1, k_big}):
-      x, y = finals[("maxrl", ns[-1])][k], finals[("maxrl", ns[0])][k]
-      claims.append((f"MaxRL improves with N: N = {ns[-1]} above N = {ns[0]} in pass@{k}",
-                     "pass@1 84.5 (N = 4) to 95.3 (N = 128)", f"{_pct(x)} vs {_pct(y)}",
-                     interval_verdict(x, y)))
-  for other, n_other, n_maxrl, paper in (
-      ("rloo", ns[-1], ns[0], "RLOO at N = 128 below MaxRL at N = 4, every k"),
-      ("grpo", ns[-1], ns[min(1, len(ns) - 1)], "GRPO at N = 128 below MaxRL at N = 16, every k")):
-    if (other, n_other) in finals and ("maxrl", n_maxrl) in finals:
-      x, y = finals[("maxrl", n_maxrl)][k_big], finals[(other, n_other)][k_big]
-      claims.append((f"{other.upper()} at N = {n_other} below MaxRL at N = {n_maxrl} in "
-                     f"pass@{k_big}", paper, f"MaxRL {_pct(x)} vs {_pct(y)}",
-                     interval_verdict(x, y)))
-  if 1 in sft:
-    for (est, n), f in sorted(finals.items()):
-      claims.append((f"{est} N = {n} above the SFT start in pass@1",
-                     "every estimator improves on SFT (1.3%)", f"{_pct(f[1])} vs {_pct(sft[1])}",
-                     interval_verdict(f[1], sft[1])))
-  return claims
-
 
 
 SECTIONS: Mapping[str, Callable[[Mapping[str, Any], str, str], str]] = {
     "bernoulli": bernoulli_section,
     "imagenet": imagenet_section,
     "maze": maze_section,
+    "maze_scarce": maze_section,
 }
 
 

@@ -4,7 +4,8 @@ r"""One command reproduces the didactic results and writes ``report.md``.
     python -m experiments.reproduce --preset=paper --workdir=gs://...  # paper scale (accelerators)
     python -m experiments.reproduce --preset=smoke                      # seconds-to-minutes, for tests
 
-Runs the Bernoulli, ImageNet and maze drivers in sequence, each in its own sub-workdir
+Runs the Bernoulli, ImageNet and maze drivers (the maze sweep and its data-scarce regime) in
+sequence, each in its own sub-workdir
 (``<workdir>/<experiment>``) through its orchestrator's ``run(config, workdir)``. Every driver
 is resumable and returns at once when its ``summary.json`` is complete, so a second invocation
 skips finished experiments and finishes an interrupted one. After SIGTERM the running stage
@@ -29,11 +30,17 @@ from maxrl_jax.train import logs
 from maxrl_jax.train import mesh as mesh_lib
 from maxrl_jax.train.errors import ConfigError
 
-EXPERIMENTS = ("bernoulli", "imagenet", "maze")
+EXPERIMENTS = ("bernoulli", "imagenet", "maze", "maze_scarce")
 # Each driver's orchestrator: ``run(config, workdir) -> summary``.
 ORCHESTRATORS = {"bernoulli": "experiments.bernoulli.train",
                  "imagenet": "experiments.imagenet.comparison",
-                 "maze": "experiments.maze.sweep"}
+                 "maze": "experiments.maze.sweep",
+                 "maze_scarce": "experiments.maze.sweep"}
+# The config module and preset of each experiment ("{preset}": the --preset flag).
+CONFIGS = {"bernoulli": ("experiments.bernoulli.config", "{preset}"),
+           "imagenet": ("experiments.imagenet.config", "{preset}"),
+           "maze": ("experiments.maze.config", "{preset}"),
+           "maze_scarce": ("experiments.maze.config", "{preset}_scarce")}
 TIMINGS_FILE = "timings.json"
 
 _WORKDIR = flags.DEFINE_string("workdir", "runs/reproduce", "Output directory.")
@@ -53,7 +60,8 @@ def load_timings(workdir: str) -> dict:
 
 def run_experiment(name: str, preset: str, workdir: str) -> dict:
   """Runs (or resumes, or skips when finished) one driver; returns its summary."""
-  config = importlib.import_module(f"experiments.{name}.config").get_config(preset)
+  module, preset_name = CONFIGS[name]
+  config = importlib.import_module(module).get_config(preset_name.format(preset=preset))
   orchestrator = importlib.import_module(ORCHESTRATORS[name])
   return orchestrator.run(config, os.path.join(workdir, name))
 

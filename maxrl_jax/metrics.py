@@ -221,3 +221,64 @@ def bootstrap_ci(per_item_values: Any, *, num_resamples: int = 10_000, confidenc
   low, high = np.quantile(means, [a, 1.0 - a], axis=-1)
   shape = x.shape[:-1]
   return mean, mean + low.reshape(shape), mean + high.reshape(shape)
+
+
+def two_level_bootstrap_ci(values_a: Any, values_b: Any = None, *, num_resamples: int = 2000,
+                           confidence: float = 0.95, seed: int = 0
+                           ) -> Tuple[float, float, float]:
+  r"""Bootstrap interval of a mean over seeds and items, or of a paired difference of two.
+
+  ``values_a`` is ``[S_a, m]``: one row per seed (independent training runs), one column per
+  item (e.g. test maze); the statistic is the grand mean ``\bar a = \frac{1}{S_a m}\sum_{s,i}
+  a_{s,i}``, or ``\bar a - \bar b`` when ``values_b`` ``[S_b, m]`` is given on the SAME items.
+  Each resample draws (1) ``m`` items with replacement, the same items for both groups (a
+  paired comparison: item difficulty cancels), and (2) within each group, its seeds with
+  replacement; the interval is the percentile interval of the resampled statistic. It therefore
+  covers the variation due to which items were evaluated and, with more than one seed, due to
+  training randomness; with one seed per group only the first. (A two-stage, "cases" bootstrap
+  of a crossed design; Davison & Hinkley, 1997, section 3.8, is its reference; with few seeds
+  the seed level is coarse, which is why the seed spread is reported beside it.)
+
+  Args:
+    values_a: finite real array ``[S_a, m]`` (a 1-d array is one seed).
+    values_b: optional finite real array ``[S_b, m]``, same ``m``.
+    num_resamples: ``R >= 1``.
+    confidence: in ``(0, 1)``.
+    seed: seed of NumPy's ``default_rng``; the result is deterministic given it.
+
+  Returns:
+    ``(statistic, low, high)`` as floats.
+
+  Raises:
+    ValueError: on shape mismatch, empty axes, non-finite values, invalid options.
+  """
+  groups = [np.atleast_2d(np.asarray(v, np.float64)) for v in (values_a, values_b)
+            if v is not None]
+  for g in groups:
+    if g.ndim != 2 or g.shape[0] < 1 or g.shape[1] < 1:
+      raise ValueError("values: need a [seeds, items] array with both axes >= 1")
+    if not np.all(np.isfinite(g)):
+      raise ValueError("values: must be finite")
+  if len(groups) == 2 and groups[0].shape[1] != groups[1].shape[1]:
+    raise ValueError(f"values_a and values_b: need the same items, got {groups[0].shape[1]} "
+                     f"and {groups[1].shape[1]}")
+  if int(num_resamples) != num_resamples or num_resamples < 1:
+    raise ValueError("num_resamples: need an integer >= 1")
+  if not 0.0 < confidence < 1.0:
+    raise ValueError("confidence: need 0 < confidence < 1")
+  m = groups[0].shape[1]
+  sign = [1.0, -1.0][:len(groups)]
+  stat = sum(s * g.mean() for s, g in zip(sign, groups))
+  rng = np.random.default_rng(seed)
+  r = int(num_resamples)
+  items = rng.integers(0, m, size=(r, m))  # shared by both groups: paired
+  res = np.zeros((r,))
+  for s, g in zip(sign, groups):
+    seeds = rng.integers(0, g.shape[0], size=(r, g.shape[0]))
+    # Seed multiplicities [r, S] and item multiplicities [r, m]: mean of g over the draw.
+    ws = np.stack([np.bincount(row, minlength=g.shape[0]) for row in seeds]).astype(np.float64)
+    wi = np.stack([np.bincount(row, minlength=m) for row in items]).astype(np.float64)
+    res += s * np.einsum("rs,sm,rm->r", ws, g, wi) / (g.shape[0] * m)
+  a = (1.0 - confidence) / 2.0
+  low, high = np.quantile(res, [a, 1.0 - a])
+  return float(stat), float(low), float(high)

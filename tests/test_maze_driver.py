@@ -121,7 +121,7 @@ def test_sft_raises_the_pass_rate(tmp_path):
 def test_smoke_sweep_end_to_end_with_interruption(tmp_path, capsys):
   cfg = _smoke()
   workdir = str(tmp_path / "sweep")
-  names = [name for _, _, name in runs.grid_runs(cfg)]
+  names = [r.name for r in runs.grid_runs(cfg)]
   assert names == ["maxrl_n2", "maxrl_n4", "rloo_n2", "rloo_n4"]
 
   # 1st invocation: SFT and the first run only.

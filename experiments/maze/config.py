@@ -27,8 +27,8 @@ RL run with ``config.rl``).
 import ml_collections
 from ml_collections.config_dict import placeholder
 
-PRESETS = ("paper", "paper_table3", "cpu", "smoke", "paper_scarce", "cpu_scarce",
-           "smoke_scarce")
+PRESETS = ("paper", "paper_table3", "cpu", "cpu_long", "cpu_lr", "smoke", "paper_scarce",
+           "cpu_scarce", "smoke_scarce")
 
 # k values of the paper's pass@k evaluation; only those <= the number of samples are reported.
 PAPER_KS = (1, 32, 128, 256, 1024, 2048)
@@ -49,6 +49,10 @@ def _base() -> ml_collections.ConfigDict:
   c.maze.size = 17
   c.maze.extra_openings = 0
   c.maze.num_test = 256  # held-out test mazes (disjoint from the training stream)
+  # Held-out validation mazes (the next held-out mazes after the test set: disjoint from both
+  # the training stream and the test set), evaluated when eval.validation_mazes > 0; the CPU
+  # learning rate is chosen on them (preset cpu_lr), never on the test mazes.
+  c.maze.num_validation = 0
   # The authors' protocol (maxrl_jax.envs.maze): their verifier (the first arrival at the goal
   # wins; "end_on_goal" is the stricter earlier rule), their generator (cell-frontier Prim grown
   # from the start cell; "random_root" is the earlier one), up to 180 response tokens, and
@@ -84,6 +88,10 @@ def _base() -> ml_collections.ConfigDict:
   c.sft.weight_decay = 0.01
   c.sft.max_grad_norm = 1.0
   c.sft.warmup_steps = 0
+  # Seed of stage 1 (initialisation and its stream of training mazes); a repeat of SFT with
+  # another seed gives the spread of the starting point (sweep.sft_seeds). The maze streams of
+  # different SFT seeds are disjoint; the test and validation mazes do not depend on it.
+  c.sft.seed = 0
   # A Hugging Face Qwen2 checkpoint directory (config.json + model.safetensors, e.g. the
   # authors' maze/ckpt-1500) to start RL from instead of training stage 1 ("": train SFT).
   c.sft.init_from_hf = ""
@@ -100,6 +108,7 @@ def _base() -> ml_collections.ConfigDict:
   c.rl.num_rollouts = placeholder(int)
   c.rl.batch_size = placeholder(int)  # mazes per step (sharded over the "data" mesh axis)
   c.rl.steps = placeholder(int)
+  c.rl.seed = placeholder(int)  # the rollouts' keys (sweep.seeds; None means 0)
   # Options per estimator, {estimator: {option: value}} (the authors' code: GRPO with the
   # sample std, MaxRL's denominator K/N + 1e-6).
   c.rl.estimator_options = ml_collections.ConfigDict(
@@ -134,13 +143,23 @@ def _base() -> ml_collections.ConfigDict:
   c.sweep.num_rollouts = (4, 8, 16, 32, 64, 128)
   c.sweep.batch_size = 256
   c.sweep.steps = 9000
+  # Seeds as a sweep axis: every (estimator, N) is trained once per RL seed, all from the SFT
+  # checkpoint of sft_seeds[0]; the other SFT seeds are repeats of stage 1 (their final
+  # evaluation gives the spread of the starting point). Run names get "_s<seed>" when there is
+  # more than one RL seed.
+  c.sweep.seeds = (0,)
+  c.sweep.sft_seeds = (0,)
+  # Learning rates as a sweep axis (empty: rl.learning_rate); names get "_lr<rate>" when there
+  # is more than one. The cpu_lr preset uses it to choose the CPU rate on validation mazes.
+  c.sweep.learning_rates = ()
 
   # pass@k evaluation on the held-out test mazes (unbiased estimator, temperature 1.0).
   c.eval = ml_collections.ConfigDict()
   c.eval.num_samples = 2048  # samples per maze at the final evaluation
   c.eval.during_num_samples = 256  # samples per maze at the periodic evaluations in training
   c.eval.ks = PAPER_KS
-  c.eval.num_mazes = 256  # test mazes evaluated (<= maze.num_test)
+  c.eval.num_mazes = 256  # test mazes evaluated (<= maze.num_test; 0: none, e.g. cpu_lr)
+  c.eval.validation_mazes = 0  # validation mazes evaluated as well (<= maze.num_validation)
   c.eval.train_mazes = 0  # data-scarce: how many of the training mazes to evaluate as well
   c.eval.samples_per_call = 128  # rollouts per maze per jitted sampling call (memory bound)
   c.eval.mazes_per_call = 256  # mazes per jitted sampling call
@@ -149,17 +168,19 @@ def _base() -> ml_collections.ConfigDict:
 
 
 def _shrink_to_cpu(c: ml_collections.ConfigDict) -> None:
-  """Two CPU cores: SFT + 3 estimators x N in {4, 16, 64} + final evals in about 10 minutes.
+  """Two CPU cores: the main job's maze sweep (SFT x 2 seeds, 3 estimators x N in {2, 8, 32}
+  x 2 RL seeds, 256 test mazes) in about ten minutes.
 
-  Calibrated on 2 cores (see BUILD_NOTES): an RL step costs about 2.4 ms of CPU per rollout
-  (sampling + backward) for this model on 9x9 mazes, so the 9 runs of 100 steps at 8 mazes per
-  step (about 200k rollouts) take about 8 CPU-minutes. 200 SFT steps leave test pass@1 near 0.08
-  and pass@32 near 0.7: low enough to leave room for RL, high enough that rollouts succeed.
+  Calibrated on 2 cores (see BUILD_NOTES): an RL step costs about 2 ms per rollout (sampling
+  + backward) for this model on 9x9 mazes. 200 SFT steps leave test pass@1 near 0.09 and
+  pass@32 near 0.7: low enough to leave room for RL, high enough that rollouts succeed. N spans
+  16x (2 to 32; the paper's 4 to 128 costs 4x more here).
   """
   c.preset = "cpu"
-  c.maze.size = 9  # 4x4 cells: 100,352 perfect mazes (7x7 has 192, too few to hold out 64)
+  c.maze.size = 9  # 4x4 cells: 100,352 perfect mazes (7x7 has 192, too few to hold out 256)
   c.maze.extra_openings = 0
-  c.maze.num_test = 64
+  c.maze.num_test = 256
+  c.maze.num_validation = 128
   # Shorter rollouts for speed: the longest BFS answer (32 tokens at 9x9), and a rollout ends
   # at DONE as well as <eos> (the verifier looks only at the tokens before the first DONE).
   c.maze.response_budget = 0
@@ -179,20 +200,51 @@ def _shrink_to_cpu(c: ml_collections.ConfigDict) -> None:
   c.sft.checkpoint_every = 200
   c.rl.sample_mazes = 0  # the whole (small) batch at once
   c.rl.grad_mazes = 0
-  # 1e-3 collapses the policy within ~10 steps at N = 4 (reward 0 for every rollout, no gradient
-  # left); 1e-4 moves too little in 100 steps; 3e-4 improves pass@1 for every estimator.
+  # Chosen on the 128 validation mazes by the cpu_lr preset (mean final validation pass@1 of
+  # MaxRL, GRPO and RLOO at N = 8 after 200 steps; docs/maze_cpu_lr.md), the same for every
+  # estimator, not tuned per estimator and never on the test mazes.
   c.rl.learning_rate = 3e-4
   c.rl.chunk_steps = 25
   c.rl.eval_every = 25
   c.rl.checkpoint_every = 50
-  c.sweep.num_rollouts = (4, 16, 64)
+  c.sweep.num_rollouts = (2, 8, 32)
   c.sweep.batch_size = 8
   c.sweep.steps = 100
+  c.sweep.seeds = (0, 1)
+  c.sweep.sft_seeds = (0, 1)
+  c.eval.num_samples = 128
+  c.eval.during_num_samples = 16
+  c.eval.num_mazes = 256
+  c.eval.samples_per_call = 32
+  c.eval.mazes_per_call = 256
+
+
+def _cpu_long(c: ml_collections.ConfigDict) -> None:
+  """The published CPU maze run (README): the cpu preset trained 3x longer, 3 RL seeds, 256
+  samples per test maze (about 45 minutes on 2 cores)."""
+  _shrink_to_cpu(c)
+  c.preset = "cpu_long"
+  c.sweep.steps = 300
+  c.sweep.seeds = (0, 1, 2)
+  c.rl.eval_every = 50
+  c.rl.chunk_steps = 25
   c.eval.num_samples = 256
-  c.eval.during_num_samples = 32
-  c.eval.num_mazes = 64
-  c.eval.samples_per_call = 32  # one compiled evaluation program: 64 mazes x 32 samples
-  c.eval.mazes_per_call = 64
+
+
+def _cpu_lr(c: ml_collections.ConfigDict) -> None:
+  """Chooses the CPU presets' RL learning rate on held-out VALIDATION mazes (no test maze is
+  evaluated): MaxRL, GRPO and RLOO at N = 8 for 200 steps at each rate."""
+  _shrink_to_cpu(c)
+  c.preset = "cpu_lr"
+  c.sweep.num_rollouts = (8,)
+  c.sweep.steps = 200
+  c.sweep.seeds = (0,)
+  c.sweep.sft_seeds = (0,)
+  c.sweep.learning_rates = (1e-4, 3e-4, 1e-3)
+  c.rl.eval_every = 50
+  c.eval.num_mazes = 0
+  c.eval.validation_mazes = 128
+  c.eval.mazes_per_call = 128
 
 
 def _shrink_to_smoke(c: ml_collections.ConfigDict) -> None:
@@ -202,6 +254,7 @@ def _shrink_to_smoke(c: ml_collections.ConfigDict) -> None:
   c.maze.size = 7  # small and fast; 7x7 still holds 8 distinct held-out test mazes
   c.maze.extra_openings = 1
   c.maze.num_test = 8
+  c.maze.num_validation = 0
   c.model.num_layers = 1
   c.model.hidden_dim = 32
   c.model.mlp_dim = 64
@@ -220,6 +273,8 @@ def _shrink_to_smoke(c: ml_collections.ConfigDict) -> None:
   c.sweep.num_rollouts = (2, 4)
   c.sweep.batch_size = 8
   c.sweep.steps = 4
+  c.sweep.seeds = (0,)
+  c.sweep.sft_seeds = (0,)
   c.eval.num_samples = 32
   c.eval.during_num_samples = 8
   c.eval.num_mazes = 8
@@ -250,6 +305,10 @@ def get_config(preset: str = "cpu") -> ml_collections.ConfigDict:
     c.sweep.steps = 20000
   elif preset == "cpu":
     _shrink_to_cpu(c)
+  elif preset == "cpu_long":
+    _cpu_long(c)
+  elif preset == "cpu_lr":
+    _cpu_lr(c)
   elif preset == "smoke":
     _shrink_to_smoke(c)
   elif preset == "paper_scarce":
@@ -268,6 +327,7 @@ def get_config(preset: str = "cpu") -> ml_collections.ConfigDict:
     c.sweep.num_rollouts = (16,)
     c.sweep.batch_size = 8
     c.sweep.steps = 160  # 40 epochs of the 32 training mazes
+    c.sweep.sft_seeds = (0,)
     c.rl.chunk_steps = 20
     c.rl.eval_every = 20
     c.rl.checkpoint_every = 40

@@ -3,7 +3,8 @@
 A thin, hashable view of ``maxrl_jax.envs.maze`` (so it can be a static argument of ``jax.jit``)
 that fixes the maze size, the seed and the index ranges of the training stream:
 
-* SFT step ``s`` trains on stream mazes ``s B + [0, B)``;
+* SFT step ``s`` trains on stream mazes ``SFT_SEED_STRIDE sft_seed + s B + [0, B)`` (a repeat
+  of SFT with another seed sees other mazes);
 * RL with infinite data (``train_set_size = 0``) uses the disjoint range starting at
   ``RL_OFFSET = 2^30``: step ``s`` takes mazes ``RL_OFFSET + s B + [0, B)``, so RL never sees an
   SFT maze (as long as SFT uses fewer than 2^30 mazes);
@@ -13,7 +14,8 @@ that fixes the maze size, the seed and the index ranges of the training stream:
   epoch visits every member once.
 
 Test mazes come from the environment's held-out stream (disjoint from every training maze by
-construction, see ``maxrl_jax.envs.maze``). Everything is a pure function of the step number, so
+construction, see ``maxrl_jax.envs.maze``); the validation mazes are the next
+``num_validation`` held-out mazes after the test set (disjoint from training and test mazes). Everything is a pure function of the step number, so
 a resumed run sees exactly the batches of an uninterrupted one. The mazes of a chunk of steps are
 generated before the chunk (one compiled generator for every batch shape) and passed to the
 jitted training chunk, sharded on the batch axis.
@@ -31,6 +33,8 @@ import numpy as np
 from maxrl_jax.envs import maze
 
 RL_OFFSET = 1 << 30
+SFT_SEED_STRIDE = 1 << 24  # stream mazes per SFT seed (the paper's SFT uses 48,000)
+MAX_SFT_SEED = RL_OFFSET // SFT_SEED_STRIDE - 1
 GEN_BLOCK = 64  # mazes per call of the compiled generator
 _EPOCH_STREAM = 0x6570  # fold_in tag of the data-scarce epoch permutations
 
@@ -53,6 +57,7 @@ class MazeTask:
   generator: str = "from_start"
   response_budget: int = 0
   stop: tuple[str, ...] = ("<eos>",)
+  num_validation: int = 0
 
   def __post_init__(self):
     maze.check_size(self.size)
@@ -73,7 +78,8 @@ class MazeTask:
                num_test=int(c.num_test), reward_rule=str(c.get("reward_rule", "first_arrival")),
                generator=str(c.get("generator", "from_start")),
                response_budget=int(c.get("response_budget", 0)),
-               stop=tuple(str(s) for s in c.get("stop_tokens", ("<eos>",))))
+               stop=tuple(str(s) for s in c.get("stop_tokens", ("<eos>",))),
+               num_validation=int(c.get("num_validation", 0)))
 
   # Token layout.
   @property
@@ -116,9 +122,11 @@ class MazeTask:
     return out.reshape(indices.shape + (self.size, self.size))
 
   @staticmethod
-  def sft_indices(step: int, batch: int) -> np.ndarray:
-    """Stream indices of SFT step ``step``: ``step * batch + [0, batch)``."""
-    return step * batch + np.arange(batch, dtype=np.int64)
+  def sft_indices(step: int, batch: int, sft_seed: int = 0) -> np.ndarray:
+    """Stream indices of SFT step ``step``: ``SFT_SEED_STRIDE sft_seed + step batch + [0, batch)``."""
+    if not 0 <= sft_seed <= MAX_SFT_SEED:
+      raise ValueError(f"sft_seed must be in [0, {MAX_SFT_SEED}], got {sft_seed}")
+    return SFT_SEED_STRIDE * sft_seed + step * batch + np.arange(batch, dtype=np.int64)
 
   def rl_indices(self, step: int, batch: int, train_set_size: int = 0) -> np.ndarray:
     """Stream indices of RL step ``step`` (infinite stream, or epochs over a fixed set)."""
@@ -134,10 +142,11 @@ class MazeTask:
     return RL_OFFSET + out
 
   def chunk_grids(self, stage: str, start_step: int, num_steps: int, batch: int,
-                  train_set_size: int = 0) -> np.ndarray:
+                  train_set_size: int = 0, sft_seed: int = 0) -> np.ndarray:
     """Grids of steps ``start_step .. start_step + num_steps - 1``: ``[num_steps, B, S, S]``."""
     if stage == "sft":
-      idx = [self.sft_indices(s, batch) for s in range(start_step, start_step + num_steps)]
+      idx = [self.sft_indices(s, batch, sft_seed)
+             for s in range(start_step, start_step + num_steps)]
     else:
       idx = [self.rl_indices(s, batch, train_set_size)
              for s in range(start_step, start_step + num_steps)]
@@ -150,6 +159,14 @@ class MazeTask:
   def test_grids(self) -> np.ndarray:
     """The ``num_test`` held-out test mazes (host array, computed once per task)."""
     return _test_grids(self.num_test, self.size, self.seed, self.extra_openings, self.generator)
+
+  def validation_grids(self) -> np.ndarray:
+    """The ``num_validation`` held-out mazes that follow the test mazes in the held-out stream."""
+    if not self.num_validation:
+      return np.zeros((0, self.size, self.size), np.int8)
+    both = _test_grids(self.num_test + self.num_validation, self.size, self.seed,
+                       self.extra_openings, self.generator)
+    return both[self.num_test:]
 
   # Tokens and rewards (jittable, batched).
   @staticmethod

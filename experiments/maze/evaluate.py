@@ -103,34 +103,59 @@ def evaluate(params, model_cfg, task: maze_data.MazeTask, grids, key, *, num_sam
   Returns ``{"pass@k": ...}`` plus ``"solved_any"`` (fraction of mazes with at least one
   success among the ``num_samples``).
   """
+  out, _ = evaluate_counts(params, model_cfg, task, grids, key, num_samples=num_samples, ks=ks,
+                           samples_per_call=samples_per_call, mazes_per_call=mazes_per_call,
+                           temperature=temperature, mesh=mesh, compile_options=compile_options)
+  return out
+
+
+def evaluate_counts(params, model_cfg, task, grids, key, *, num_samples: int, ks,
+                    samples_per_call: int, mazes_per_call: int, temperature: float = 1.0,
+                    mesh=None, compile_options: tuple = ()) -> tuple[dict[str, float], np.ndarray]:
+  """:func:`evaluate` and the per-maze success counts it was computed from."""
   counts = success_counts(params, model_cfg, task, grids, key, num_samples=num_samples,
                           samples_per_call=samples_per_call, mazes_per_call=mazes_per_call,
                           temperature=temperature, mesh=mesh, compile_options=compile_options)
   out = pass_at_k_table(counts, num_samples, ks)
   out["solved_any"] = float((counts > 0).mean())
-  return out
+  return out, counts
 
 
 def eval_sets(config, task) -> dict[str, np.ndarray]:
-  """Named maze sets evaluated: ``test`` always, ``train`` in the data-scarce regime."""
-  sets = {"test": np.asarray(task.test_grids())[: config.eval.num_mazes]}
+  """Named maze sets evaluated: ``test`` (unless ``eval.num_mazes`` is 0), ``validation`` when
+  ``eval.validation_mazes`` > 0, ``train`` in the data-scarce regime."""
+  sets = {}
+  if config.eval.num_mazes:
+    sets["test"] = np.asarray(task.test_grids())[: config.eval.num_mazes]
+  if config.eval.get("validation_mazes", 0):
+    sets["validation"] = np.asarray(task.validation_grids())[: config.eval.validation_mazes]
   if config.eval.train_mazes:
     sets["train"] = np.asarray(task.fixed_train_grids(config.rl.train_set_size)
                                )[: config.eval.train_mazes]
   return sets
 
 
-def evaluate_sets(params, model_cfg, task, config, step: int, num_samples: int, mesh
-                   ) -> dict[str, float]:
-  """``{"eval/<set>/pass@k": ...}`` over every evaluation set (keys fixed by ``step``)."""
+# Fixed fold_in tags of the evaluation sets (the keys of a set do not depend on the others).
+_SET_TAGS = {"test": 0, "train": 1, "validation": 2}
+
+
+def evaluate_sets(params, model_cfg, task, config, step: int, num_samples: int, mesh,
+                  counts_out: dict | None = None) -> dict[str, float]:
+  """``{"eval/<set>/pass@k": ...}`` over every evaluation set (keys fixed by ``step``).
+
+  ``counts_out``, if given, receives ``{set: int array [mazes]}``, the successes per maze among
+  ``num_samples`` (what the report's paired bootstrap over mazes and seeds resamples).
+  """
   key = jax.random.fold_in(jax.random.fold_in(jax.random.key(config.seed), steps.EVAL_STREAM), step)
   out = {}
-  for i, (name, grids) in enumerate(eval_sets(config, task).items()):
-    res = evaluate(params, model_cfg, task, grids, jax.random.fold_in(key, i),
-                   num_samples=num_samples, ks=config.eval.ks,
-                   samples_per_call=config.eval.samples_per_call,
-                   mazes_per_call=config.eval.mazes_per_call,
-                   temperature=config.eval.temperature, mesh=mesh,
-                   compile_options=steps.compile_options(config))
+  for name, grids in eval_sets(config, task).items():
+    res, counts = evaluate_counts(
+        params, model_cfg, task, grids, jax.random.fold_in(key, _SET_TAGS[name]),
+        num_samples=num_samples, ks=config.eval.ks,
+        samples_per_call=config.eval.samples_per_call,
+        mazes_per_call=config.eval.mazes_per_call, temperature=config.eval.temperature,
+        mesh=mesh, compile_options=steps.compile_options(config))
     out.update({f"eval/{name}/{k}": v for k, v in res.items()})
+    if counts_out is not None:
+      counts_out[name] = counts
   return out

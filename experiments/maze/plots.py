@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from experiments.maze import analysis
 from maxrl_jax.train import files
-from maxrl_jax.train import logs
 
 FIG3 = "maze_fig3_neglog_passk_vs_n.png"
 FIG17 = "maze_fig17_passk_vs_steps.png"
@@ -34,74 +34,25 @@ TABLE = "table.md"
 
 _COLORS = {"maxrl": "#d62728", "grpo": "#1f77b4", "rloo": "#2ca02c", "reinforce": "#9467bd",
            "mean_baseline": "#8c564b"}
-_RUN_RE = re.compile(r"^(?P<estimator>.+)_n(?P<n>\d+)$")
-_KEY_RE = re.compile(r"^eval/(?P<set>[a-z]+)/pass@(?P<k>\d+)$")
+_KEY_RE = analysis.KEY_RE
+load_sweep = analysis.load_sweep
 
 
 def _color(estimator: str) -> str:
   return _COLORS.get(estimator, "#7f7f7f")
 
 
-def _read_json(path: str) -> dict | None:
-  return files.read_json(path)
-
-
-def load_sweep(workdir: str) -> dict[str, Any]:
-  """Everything the figures need from a sweep workdir.
-
-  Returns:
-    ``{"config": dict | None, "sft": summary | None, "runs": {name: {"estimator", "n",
-    "summary" (None until complete), "history": [metrics records]}}}``.
-  """
-  out = {"config": _read_json(os.path.join(workdir, "config.json")),
-         "sft": _read_json(os.path.join(workdir, "sft", "summary.json")), "runs": {}}
-  rl_root = files.as_path(workdir) / "rl"
-  if not rl_root.is_dir():
-    return out
-  for name in sorted(p.name for p in rl_root.iterdir()):
-    m = _RUN_RE.match(name)
-    rdir = str(rl_root / name)
-    if not m or not (rl_root / name).is_dir():
-      continue
-    history = []
-    if files.exists(os.path.join(rdir, logs.METRICS_FILE)):
-      history = logs.read_metrics(rdir)
-    summary = _read_json(os.path.join(rdir, "summary.json"))
-    out["runs"][name] = {"estimator": m["estimator"], "n": int(m["n"]),
-                         "summary": summary if summary and summary.get("complete") else None,
-                         "history": history}
-  return out
-
-
 def final_pass_at_k(run: dict, eval_set: str = "test", metric: str = "pass") -> dict[int, float]:
-  """``{k: pass@k}`` of a complete run's final evaluation on ``eval_set`` (``metric="best"``:
-  the authors' bootstrap best@k; ``"pass@k_ci_low"``-style keys are not included)."""
+  """``{k: pass@k}`` of a complete run's (or stage's) final evaluation on ``eval_set``
+  (``metric="best"``: the authors' bootstrap best@k)."""
   if not run.get("summary"):
     return {}
   res = {}
   for key, v in run["summary"].get("eval", {}).items():
-    m = _KEY_RE.match(key.replace(f"/{metric}@", "/pass@")) if metric != "pass" else (
-        _KEY_RE.match(key))
-    if m and m["set"] == eval_set and (metric == "pass" or f"/{metric}@" in key):
+    m = re.fullmatch(rf"eval/(?P<set>[a-z]+)/{metric}@(?P<k>\d+)", key)
+    if m and m["set"] == eval_set:
       res[int(m["k"])] = float(v)
   return dict(sorted(res.items()))
-
-
-def final_interval(run: dict, k: int, eval_set: str = "test") -> tuple[float, float] | None:
-  """The 95% bootstrap interval over test mazes of a run's final pass@k, if recorded."""
-  ev = (run.get("summary") or {}).get("eval", {})
-  lo, hi = ev.get(f"eval/{eval_set}/pass@{k}_ci_low"), ev.get(f"eval/{eval_set}/pass@{k}_ci_high")
-  return None if lo is None or hi is None else (float(lo), float(hi))
-
-
-def history_pass_at_k(run: dict, k: int, eval_set: str = "test") -> tuple[np.ndarray, np.ndarray]:
-  """``(steps, pass@k)`` of every logged evaluation (SFT point at step 0 included)."""
-  key = f"eval/{eval_set}/pass@{k}"
-  pts = [(r["step"], float(r[key])) for r in run["history"] if key in r]
-  if not pts:
-    return np.zeros((0,)), np.zeros((0,))
-  steps, vals = zip(*pts)
-  return np.asarray(steps), np.asarray(vals)
 
 
 def _tracked_ks(runs: list[dict], eval_set: str) -> list[int]:
@@ -122,44 +73,49 @@ def _neglog(p: float) -> float:
   return -math.log(max(p, 1e-9))
 
 
-def _sft_pass_at_k(sweep: dict, eval_set: str = "test") -> dict[int, float]:
-  sft = sweep.get("sft") or {}
-  return final_pass_at_k({"summary": {"eval": sft.get("eval", {})}}, eval_set)
+def _sft_stat(sweep: dict, k: int, eval_set: str = "test") -> dict | None:
+  stages = analysis.sft_stages(sweep)
+  return analysis.group_stat(stages, k, eval_set) if stages else None
 
 
 def _estimators(sweep: dict) -> list[str]:
-  seen = []
-  for run in sweep["runs"].values():
-    if run["estimator"] not in seen:
-      seen.append(run["estimator"])
-  return seen
+  return list(dict.fromkeys(r["estimator"] for r in sweep["runs"].values()))
+
+
+def _seeds_note(sweep: dict) -> str:
+  g = analysis.groups(sweep)
+  seeds = sorted({len(v) for v in g.values()})
+  return f"mean of {seeds[-1]} seeds" if seeds and seeds[-1] > 1 else "one seed"
 
 
 def figure_neglog_vs_n(sweep: dict, path: str) -> str | None:
-  """Paper Figure 3: ``-log pass@k`` (test) against N, a panel per k, a line per estimator."""
+  """Paper Figure 3: ``-log pass@k`` (test) against N, a panel per k, a line per estimator
+  (the mean over seeds; shaded: the 95% two-level bootstrap interval over mazes and seeds)."""
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  complete = [r for r in sweep["runs"].values() if r["summary"]]
-  if not complete:
+  g = analysis.groups(sweep)
+  if not g:
     return None
-  available = sorted(set.intersection(*(set(final_pass_at_k(r)) for r in complete)))
+  available = analysis.final_ks([r for rs in g.values() for r in rs])
+  if not available:
+    return None
   ks = [k for k in FIG3_KS if k in available]
-  if available and available[-1] not in ks and len(ks) < 2:
+  if available[-1] not in ks and len(ks) < 2:
     ks.append(available[-1])  # CPU presets draw fewer samples than the paper's 2,048
-  sft = _sft_pass_at_k(sweep)
   fig, axes = plt.subplots(1, len(ks), figsize=(3.2 * len(ks), 3.2), squeeze=False)
   for ax, k in zip(axes[0], ks):
     for est in _estimators(sweep):
-      runs = sorted((r for r in complete if r["estimator"] == est), key=lambda r: r["n"])
-      if runs:
-        ys = np.array([_neglog(final_pass_at_k(r)[k]) for r in runs])
-        ax.plot([r["n"] for r in runs], ys, "o-", color=_color(est), label=est)
-        cis = [final_interval(r, k) for r in runs]
-        if all(cis):  # 95% bootstrap intervals over test mazes
-          lo = np.array([_neglog(c[1]) for c in cis])
-          hi = np.array([_neglog(c[0]) for c in cis])
-          ax.fill_between([r["n"] for r in runs], lo, hi, color=_color(est), alpha=0.15, lw=0)
-    if k in sft:
-      ax.axhline(_neglog(sft[k]), color="k", ls="--", lw=1, label="SFT start")
+      keys = sorted((key for key in g if key[0] == est), key=lambda key: key[1])
+      stats = [(key[1], analysis.group_stat(g[key], k)) for key in keys]
+      stats = [(n, st) for n, st in stats if st]
+      if stats:
+        ns = [n for n, _ in stats]
+        ax.plot(ns, [_neglog(st["mean"]) for _, st in stats], "o-", color=_color(est), label=est)
+        ax.fill_between(ns, [_neglog(st["high"]) for _, st in stats],
+                        [_neglog(st["low"]) for _, st in stats], color=_color(est), alpha=0.15,
+                        lw=0)
+    sft = _sft_stat(sweep, k)
+    if sft:
+      ax.axhline(_neglog(sft["mean"]), color="k", ls="--", lw=1, label="SFT start")
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
     ax.set_xlabel("rollouts per maze N")
@@ -167,70 +123,96 @@ def figure_neglog_vs_n(sweep: dict, path: str) -> str | None:
     ax.grid(alpha=0.3, which="both")
   axes[0][0].set_ylabel("-log pass@k (test mazes)")
   axes[0][-1].legend(fontsize=8)
-  fig.suptitle("Maze (paper Figure 3): -log pass@k (unbiased) against N\n"
-               "shaded: 95% bootstrap intervals over test mazes; lower is better", fontsize=9)
+  fig.suptitle(f"Maze (paper Figure 3): -log pass@k (unbiased) against N, {_seeds_note(sweep)}"
+               "\nshaded: 95% bootstrap interval over test mazes and seeds; lower is better",
+               fontsize=9)
   fig.tight_layout()
   files.savefig(fig, path, dpi=110)
   plt.close(fig)
   return path
 
 
-def figure_passk_vs_steps(sweep: dict, path: str) -> str | None:
-  """Paper Figure 17: test pass@k against steps; columns N, rows k, a line per estimator."""
+def _plot_group(ax, runs, key, color, label, marker="o-"):
+  steps, mean, lo, hi = analysis.group_history(runs, key)
+  if len(steps):
+    ax.plot(steps, mean, marker, ms=3, color=color, label=label)
+    if len(runs) > 1:
+      ax.fill_between(steps, lo, hi, color=color, alpha=0.15, lw=0)
+
+
+def figure_passk_vs_steps(sweep: dict, path: str, eval_set: str = "test") -> str | None:
+  """Paper Figure 17: pass@k against steps; columns N, rows k, a line per estimator (mean over
+  seeds, band: min-max over seeds)."""
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
   runs = list(sweep["runs"].values())
-  if not runs:
+  during = _tracked_ks(runs, eval_set)
+  if not runs or not during:
     return None
   ns = sorted({r["n"] for r in runs})
   # The paper's k (1, 32, 128, 256) among those evaluated at every periodic evaluation.
-  during = _tracked_ks(runs, "test")
-  ks = [k for k in FIG17_KS if k in during] or (sorted({1, during[-1]}) if during else [1])
+  ks = [k for k in FIG17_KS if k in during] or sorted({1, during[-1]})
   fig, axes = plt.subplots(len(ks), len(ns), figsize=(3.0 * len(ns), 2.6 * len(ks)),
                            squeeze=False, sharey="row")
+  lrs = sorted({r["lr"] for r in runs if r["lr"] is not None})
+  styles = dict(zip(lrs, ("o:", "o-", "o--", "s-.", "^:")))
   for i, k in enumerate(ks):
     for j, n in enumerate(ns):
       ax = axes[i][j]
-      for r in sorted((r for r in runs if r["n"] == n), key=lambda r: r["estimator"]):
-        steps, vals = history_pass_at_k(r, k)
-        if len(steps):
-          ax.plot(steps, vals, "o-", ms=3, color=_color(r["estimator"]), label=r["estimator"])
+      for (est, gn, lr), members in _all_groups(sweep).items():
+        if gn == n:
+          label = est if lr is None else f"{est} lr={lr:g}"
+          _plot_group(ax, members, f"eval/{eval_set}/pass@{k}", _color(est), label,
+                      styles.get(lr, "o-"))
       ax.set_title(f"N = {n}, pass@{k}", fontsize=9)
       ax.grid(alpha=0.3)
       if i == len(ks) - 1:
         ax.set_xlabel("RL step")
-    axes[i][0].set_ylabel(f"test pass@{k}")
-  axes[0][-1].legend(fontsize=8)
-  fig.suptitle("Maze: test pass@k during RL", fontsize=10)
+    axes[i][0].set_ylabel(f"{eval_set} pass@{k}")
+  axes[0][-1].legend(fontsize=7)
+  fig.suptitle(f"Maze: {eval_set} pass@k during RL ({_seeds_note(sweep)}; band: min-max over "
+               "seeds)", fontsize=10)
   fig.tight_layout()
   files.savefig(fig, path, dpi=110)
   plt.close(fig)
   return path
 
 
+def _all_groups(sweep: dict) -> dict:
+  """Every run (complete or not) grouped by (estimator, N, lr), sorted by estimator."""
+  out: dict = {}
+  for r in sweep["runs"].values():
+    out.setdefault((r["estimator"], r["n"], r["lr"]), []).append(r)
+  return dict(sorted(out.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2] or 0.0)))
+
+
 def figure_solved_any_vs_steps(sweep: dict, path: str, window: int = 10) -> str | None:
   """Paper Figure 12 (maze panel): the fraction of training mazes with at least one success
-  among their N rollouts, against RL steps (moving average over ``window`` steps)."""
+  among their N rollouts, against RL steps (moving average over ``window`` steps, mean over
+  seeds)."""
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  runs = [r for r in sweep["runs"].values()
-          if any("train/frac_any_success" in rec for rec in r["history"])]
-  if not runs:
+  groups = {key: rs for key, rs in _all_groups(sweep).items()
+            if any("train/frac_any_success" in rec for r in rs for rec in r["history"])}
+  if not groups:
     return None
-  ns = sorted({r["n"] for r in runs})
+  ns = sorted({key[1] for key in groups})
   fig, axes = plt.subplots(1, len(ns), figsize=(3.0 * len(ns), 2.8), squeeze=False,
                            sharey=True)
   for ax, n in zip(axes[0], ns):
-    for r in sorted((r for r in runs if r["n"] == n), key=lambda r: r["estimator"]):
-      pts = [(rec["step"], rec["train/frac_any_success"]) for rec in r["history"]
-             if "train/frac_any_success" in rec]
-      steps, vals = map(np.asarray, zip(*pts))
+    for (est, gn, lr), members in groups.items():
+      if gn != n:
+        continue
+      steps, vals, _, _ = analysis.group_history(members, "train/frac_any_success")
+      if not len(steps):
+        continue
       w = max(1, min(window, len(vals)))
       smooth = np.convolve(vals, np.ones(w) / w, mode="valid")
-      ax.plot(steps[w - 1:], smooth, color=_color(r["estimator"]), label=r["estimator"])
+      ax.plot(steps[w - 1:], smooth, color=_color(est),
+              label=est if lr is None else f"{est} lr={lr:g}")
     ax.set_title(f"N = {n}", fontsize=9)
     ax.set_xlabel("RL step")
     ax.grid(alpha=0.3)
   axes[0][0].set_ylabel("training mazes with >= 1 success")
-  axes[0][-1].legend(fontsize=8)
+  axes[0][-1].legend(fontsize=7)
   fig.suptitle("Maze (paper Figure 12): fraction of each batch's mazes solved at least once",
                fontsize=10)
   fig.tight_layout()
@@ -240,12 +222,11 @@ def figure_solved_any_vs_steps(sweep: dict, path: str, window: int = 10) -> str 
 
 
 def figure_data_scarce(sweep: dict, path: str) -> str | None:
-  """pass@1 and pass@k on the fixed training mazes and on the test mazes, against steps."""
+  """pass@1 and pass@k on the fixed training mazes and on the test mazes, against steps (mean
+  over seeds, band: min-max over seeds)."""
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
   runs = list(sweep["runs"].values())
-  if not runs:
-    return None
-  during = _tracked_ks(runs, "train")
+  during = _tracked_ks(runs, "train") if runs else []
   if not during:
     return None
   kmax = during[-1]
@@ -254,11 +235,8 @@ def figure_data_scarce(sweep: dict, path: str) -> str | None:
   for i, k in enumerate(sorted({1, kmax})):
     for j, eval_set in enumerate(sets):
       ax = axes[i][j]
-      for r in sorted(runs, key=lambda r: (r["estimator"], r["n"])):
-        steps, vals = history_pass_at_k(r, k, eval_set)
-        if len(steps):
-          ax.plot(steps, vals, "o-", ms=3, color=_color(r["estimator"]),
-                  label=f"{r['estimator']} (N={r['n']})")
+      for (est, n, _), members in _all_groups(sweep).items():
+        _plot_group(ax, members, f"eval/{eval_set}/pass@{k}", _color(est), f"{est} (N={n})")
       ax.set_title(f"{eval_set} mazes: pass@{k}", fontsize=9)
       ax.grid(alpha=0.3)
       if i == 1:
@@ -266,41 +244,58 @@ def figure_data_scarce(sweep: dict, path: str) -> str | None:
   cfg = sweep.get("config") or {}
   m = (cfg.get("rl") or {}).get("train_set_size", "?")
   axes[0][1].legend(fontsize=8)
-  fig.suptitle(f"Maze, data-scarce regime: RL for many epochs on {m} fixed training mazes",
-               fontsize=10)
+  fig.suptitle(f"Maze, data-scarce regime: RL for many epochs on {m} fixed training mazes "
+               f"({_seeds_note(sweep)})", fontsize=10)
   fig.tight_layout()
   files.savefig(fig, path, dpi=110)
   plt.close(fig)
   return path
 
 
-def table_markdown(sweep: dict, eval_set: str = "test", metric: str = "pass") -> str:
-  """Final pass@k (percent) of every complete run; Table 3's columns are pass@1/128/256.
+def _cell(st: dict | None, interval: bool) -> str:
+  if st is None:
+    return ""
+  text = f"{100 * st['mean']:.1f}"
+  if interval and "low" in st:
+    text += f" [{100 * st['low']:.1f}, {100 * st['high']:.1f}]"
+  return text
 
-  ``metric="pass"``: the unbiased estimator, with pass@1's 95% bootstrap interval over test
-  mazes; ``"best"``: the authors' bootstrap best@k.
-  """
-  complete = sorted((r for r in sweep["runs"].values() if r["summary"]),
-                    key=lambda r: (r["estimator"], r["n"]))
-  ks = sorted(set().union(*(final_pass_at_k(r, eval_set, metric) for r in complete))
-              ) if complete else []
-  ci = metric == "pass" and any(final_interval(r, 1, eval_set) for r in complete)
-  head = ("| estimator | N | " + " | ".join(f"{metric}@{k}" for k in ks)
-          + (" | pass@1 95% CI |" if ci else " |"))
-  lines = [head, "|" + "---|" * (2 + len(ks) + ci)]
-  sft = final_pass_at_k({"summary": {"eval": (sweep.get("sft") or {}).get("eval", {})}},
-                        eval_set, metric)
-  if sft:
-    lines.append("| SFT (start) | - | " + " | ".join(
-        f"{100 * sft[k]:.1f}" if k in sft else "" for k in ks) + (" | |" if ci else " |"))
-  for r in complete:
-    vals = final_pass_at_k(r, eval_set, metric)
-    row = f"| {r['estimator']} | {r['n']} | " + " | ".join(
-        f"{100 * vals[k]:.1f}" if k in vals else "" for k in ks) + " |"
-    if ci:
-      c = final_interval(r, 1, eval_set)
-      row += f" {100 * c[0]:.1f}-{100 * c[1]:.1f} |" if c else " |"
-    lines.append(row)
+
+def table_markdown(sweep: dict, eval_set: str = "test", metric: str = "pass") -> str:
+  """Final pass@k (percent) of every (estimator, N[, lr]) group: the mean over seeds and, for
+  ``metric="pass"``, its 95% two-level bootstrap interval over mazes and seeds, plus the range
+  of the seeds' pass@1; ``"best"``: the authors' bootstrap best@k (means only). Table 3's
+  columns are pass@1/128/256."""
+  g = analysis.groups(sweep)
+  stages = [r for rs in g.values() for r in rs] + analysis.sft_stages(sweep)
+  ks = analysis.final_ks(stages, eval_set) if g else []
+  if not ks:
+    return ""
+  has_lr = any(key[2] is not None for key in g)
+  spread = metric == "pass" and max(len(v) for v in g.values()) > 1
+  head = ["estimator", "N"] + (["lr"] if has_lr else []) + ["seeds"] + [
+      f"{metric}@{k}" for k in ks] + (["pass@1 range over seeds"] if spread else [])
+  lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+
+  def row(label, n, lr, members):
+    cells = [label, n] + ([lr] if has_lr else []) + [str(len(members))]
+    for k in ks:
+      if metric == "pass":
+        cells.append(_cell(analysis.group_stat(members, k, eval_set), True))
+      else:
+        vals = [analysis.final_value(m, k, eval_set, "best") for m in members]
+        cells.append("" if None in vals else f"{100 * np.mean(vals):.1f}")
+    if spread:
+      st = analysis.group_stat(members, 1, eval_set)
+      cells.append("" if st is None or len(members) < 2 else
+                   f"{100 * st['seed_min']:.1f}-{100 * st['seed_max']:.1f}")
+    lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+
+  sft = analysis.sft_stages(sweep)
+  if sft and analysis.final_ks(sft, eval_set):
+    row("SFT (start)", "-", "-", sft)
+  for (est, n, lr), members in g.items():
+    row(est, n, "" if lr is None else f"{lr:g}", members)
   return "\n".join(lines) + "\n"
 
 
@@ -311,18 +306,36 @@ def draw_all(workdir: str) -> dict[str, Any]:
   """
   sweep = load_sweep(workdir)
   figdir = os.path.join(workdir, "figures")
-  experiment = (sweep.get("config") or {}).get("experiment", "sweep")
+  cfg = sweep.get("config") or {}
+  experiment = cfg.get("experiment", "sweep")
+  sets = [s for s in ("test", "validation")
+          if (s == "test" and (cfg.get("eval") or {}).get("num_mazes", 1))
+          or (s == "validation" and (cfg.get("eval") or {}).get("validation_mazes", 0))]
   figures = []
   if experiment == "data_scarce":
     figures.append(figure_data_scarce(sweep, os.path.join(figdir, FIG_SCARCE)))
-  else:
+  elif "test" in sets:
     figures.append(figure_neglog_vs_n(sweep, os.path.join(figdir, FIG3)))
-  figures.append(figure_passk_vs_steps(sweep, os.path.join(figdir, FIG17)))
+  for s in sets:
+    name = FIG17 if s == "test" else FIG17.replace(".png", f"_{s}.png")
+    figures.append(figure_passk_vs_steps(sweep, os.path.join(figdir, name), s))
   figures.append(figure_solved_any_vs_steps(sweep, os.path.join(figdir, FIG12)))
-  text = (table_markdown(sweep) + "\nThe authors' bootstrap best@k (what their figures plot; "
-          "lower than the unbiased pass@k at large k):\n\n" + table_markdown(sweep, metric="best"))
+  parts = []
+  for s in sets:
+    parts.append(f"{s.capitalize()} mazes:\n\n" + table_markdown(sweep, s))
+    if s == "test":
+      parts.append("The authors' bootstrap best@k (what their figures plot; lower than the "
+                   "unbiased pass@k at large k):\n\n" + table_markdown(sweep, s, "best"))
   if experiment == "data_scarce":
-    text = "Test mazes:\n\n" + text + "\nTraining mazes:\n\n" + table_markdown(sweep, "train")
+    parts.append("Training mazes:\n\n" + table_markdown(sweep, "train"))
+  lr_text, best = analysis.lr_table(sweep, "validation" if "validation" in sets else "test")
+  if lr_text:
+    parts.append("Final pass@1 (%) per learning rate and the mean over estimators:\n\n" + lr_text
+                 + f"\nBest mean: learning rate {best:g}\n")
+  collapsed = [name for name, r in sweep["runs"].items() if analysis.collapsed(r)]
+  if collapsed:
+    parts.append("Collapsed runs (every rollout failing, zero gradient, for the last "
+                 f"{analysis.COLLAPSE_WINDOW} logged steps): " + ", ".join(collapsed) + "\n")
   table = os.path.join(workdir, TABLE)
-  files.write_text(table, text)
+  files.write_text(table, "\n".join(parts))
   return {"figures": [f for f in figures if f], "table": table}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import ml_collections
 import numpy as np
 
@@ -15,33 +17,86 @@ EXPERIMENTS = ("sweep", "data_scarce", "single")
 # rl.* fields that a sweep sets per run from sweep.*: an override of them would be ignored, so
 # it is refused (override the sweep.* field instead).
 SWEEP_SET = {"estimator": "sweep.estimators", "num_rollouts": "sweep.num_rollouts",
-             "batch_size": "sweep.batch_size", "steps": "sweep.steps"}
+             "batch_size": "sweep.batch_size", "steps": "sweep.steps", "seed": "sweep.seeds"}
 AGGREGATIONS = ("token_mean", "sequence_mean")
 
 
-def grid_runs(config) -> list[tuple[str, int, str]]:
-  """The RL runs of the experiment: ``(estimator, num_rollouts, run name)``."""
+class Run(NamedTuple):
+  """One RL run of the experiment (``learning_rate`` None: ``rl.learning_rate``)."""
+  estimator: str
+  num_rollouts: int
+  seed: int
+  learning_rate: float | None
+  name: str
+
+
+def run_name(estimator: str, n: int, seed: int = 0, learning_rate: float | None = None,
+             *, with_seed: bool = False, with_lr: bool = False) -> str:
+  """``<estimator>_n<N>[_lr<rate>][_s<seed>]`` (the suffixes only where the axis has > 1 value)."""
+  name = f"{estimator}_n{int(n)}"
+  if with_lr:
+    name += f"_lr{float(learning_rate):g}"
+  if with_seed:
+    name += f"_s{int(seed)}"
+  return name
+
+
+def grid_runs(config) -> list[Run]:
+  """The RL runs of the experiment, estimator-major, then N, learning rate and seed."""
   if config.experiment == "single":
-    pairs = [(config.rl.estimator, int(config.rl.num_rollouts))]
-  else:
-    pairs = [(e, int(n)) for e in config.sweep.estimators for n in config.sweep.num_rollouts]
-  return [(e, n, f"{e}_n{n}") for e, n in pairs]
+    seed = config.rl.seed or 0
+    return [Run(config.rl.estimator, int(config.rl.num_rollouts), int(seed), None,
+                run_name(config.rl.estimator, config.rl.num_rollouts))]
+  sw = config.sweep
+  seeds = [int(s) for s in sw.get("seeds", (0,))]
+  lrs = [float(x) for x in sw.get("learning_rates", ())] or [None]
+  out = []
+  for e in sw.estimators:
+    for n in sw.num_rollouts:
+      for lr in lrs:
+        for s in seeds:
+          out.append(Run(e, int(n), s, lr, run_name(e, n, s, lr, with_seed=len(seeds) > 1,
+                                                    with_lr=len(lrs) > 1)))
+  return out
 
 
-def rl_config(config, estimator: str, num_rollouts: int) -> ml_collections.ConfigDict:
-  """One run's config: ``config.rl`` with the run's estimator, N (and the sweep's batch/steps)."""
+def rl_config(config, run: Run | str, num_rollouts: int | None = None
+              ) -> ml_collections.ConfigDict:
+  """One run's config: ``config.rl`` with the run's estimator, N, seed, learning rate (and the
+  sweep's batch/steps). ``rl_config(config, estimator, n)`` is the seed-0 run."""
+  if not isinstance(run, Run):
+    run = Run(str(run), int(num_rollouts), 0, None, run_name(run, num_rollouts))
   c = ml_collections.ConfigDict(config.to_dict())
-  c.rl.estimator = estimator
-  c.rl.num_rollouts = int(num_rollouts)
+  c.rl.estimator = run.estimator
+  c.rl.num_rollouts = int(run.num_rollouts)
   if config.experiment != "single":
     c.rl.batch_size = int(config.sweep.batch_size)
     c.rl.steps = int(config.sweep.steps)
+    c.rl.seed = int(run.seed)
+    if run.learning_rate is not None:
+      c.rl.learning_rate = float(run.learning_rate)
+  return c
+
+
+def sft_config(config, sft_seed: int) -> ml_collections.ConfigDict:
+  """The config of the SFT stage with seed ``sft_seed`` (a repeat of stage 1)."""
+  c = ml_collections.ConfigDict(config.to_dict())
+  c.sft.seed = int(sft_seed)
   return c
 
 
 def _positive_int(value, field: str, low: int = 1) -> None:
   require(isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= low,
           field, f"must be an int >= {low}, got {value!r}")
+
+
+def _seed_list(seeds, field: str, high: int | None = None) -> None:
+  seeds = tuple(seeds)
+  require(len(seeds) >= 1 and len(set(seeds)) == len(seeds) and all(
+      isinstance(x, (int, np.integer)) and not isinstance(x, bool) and 0 <= x
+      and (high is None or x <= high) for x in seeds), field,
+          "must be at least one distinct int >= 0" + (f" and <= {high}" if high is not None
+                                                      else "") + f", got {seeds}")
 
 
 def validate(config, mesh=None) -> None:
@@ -94,9 +149,21 @@ def validate(config, mesh=None) -> None:
   require(not unknown, "config.rl.estimator_options",
           f"must map estimator names to their options, e.g. {{'grpo': {{'std': 'sample'}}}}; "
           f"unknown names {unknown}")
+  _seed_list(config.sweep.get("seeds", (0,)), "config.sweep.seeds")
+  _seed_list(config.sweep.get("sft_seeds", (0,)), "config.sweep.sft_seeds",
+             high=maze_data.MAX_SFT_SEED)
+  _positive_int(config.sft.get("seed", 0), "config.sft.seed", 0)
+  require(config.sft.get("seed", 0) <= maze_data.MAX_SFT_SEED, "config.sft.seed",
+          f"must be <= {maze_data.MAX_SFT_SEED}, got {config.sft.get('seed', 0)}")
+  lrs = tuple(config.sweep.get("learning_rates", ()))
+  require(all(isinstance(x, (int, float)) and not isinstance(x, bool) and x > 0 for x in lrs)
+          and len(set(lrs)) == len(lrs), "config.sweep.learning_rates",
+          f"must be distinct numbers > 0 (empty: rl.learning_rate), got {lrs}")
+  if config.experiment == "single":
+    _positive_int(rl.seed or 0, "config.rl.seed", 0)
   runs = grid_runs(config)
   require(len(runs) >= 1, "config.sweep.estimators", "no RL run configured")
-  for name, n, _ in runs:
+  for name, n, *_ in runs:
     estimator = steps.base_estimator(name)
     require(estimator in estimators.METHODS, "config.rl.estimator",
             f"unknown estimator {estimator!r}; choose from {sorted(estimators.METHODS)} (a "
@@ -130,8 +197,14 @@ def validate(config, mesh=None) -> None:
   _positive_int(ev.num_samples, "config.eval.num_samples")
   require(1 <= ev.during_num_samples <= ev.num_samples, "config.eval.during_num_samples",
           "must be in [1, eval.num_samples]")
-  require(1 <= ev.num_mazes <= config.maze.num_test, "config.eval.num_mazes",
-          f"must be in [1, maze.num_test={config.maze.num_test}]")
+  nval = config.maze.get("num_validation", 0)
+  _positive_int(nval, "config.maze.num_validation", 0)
+  require(0 <= ev.get("validation_mazes", 0) <= nval, "config.eval.validation_mazes",
+          f"must be in [0, maze.num_validation={nval}]")
+  require(0 <= ev.num_mazes <= config.maze.num_test, "config.eval.num_mazes",
+          f"must be in [0, maze.num_test={config.maze.num_test}]")
+  require(ev.num_mazes or ev.get("validation_mazes", 0) or ev.train_mazes, "config.eval.num_mazes",
+          "is 0 and no validation or training mazes are evaluated: nothing to evaluate")
   require(0 <= ev.train_mazes <= max(rl.train_set_size, 0), "config.eval.train_mazes",
           "must be in [0, rl.train_set_size]")
   require(all(isinstance(k, int) and k >= 1 for k in ev.ks), "config.eval.ks",

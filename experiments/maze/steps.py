@@ -246,15 +246,15 @@ def sft_program(task, model_cfg, opt_spec, mesh, compile_opts):
 
 
 @functools.lru_cache(maxsize=None)
-def rl_program(task, model_cfg, opt_spec, n, methods, temperature, seed, mesh, compile_opts,
+def rl_program(task, model_cfg, opt_spec, n, methods, temperature, mesh, compile_opts,
                sample_mazes, grad_mazes, aggregation, entropy_coef=0.0, loss_lengths=()):
-  """Jitted RL chunk ``(state, steps[n], grids[n, B, S, S], method_index) -> (state, metrics)``."""
+  """Jitted RL chunk ``(state, steps[n], grids[n, B, S, S], method_index, base_key) -> (state,
+  metrics)``; the key is an input, so runs with other seeds reuse the compiled program."""
   optimizer = make_optimizer(opt_spec)
-  base_key = jax.random.fold_in(jax.random.key(seed), RL_STREAM)
 
   @functools.partial(jax.jit, donate_argnums=0, out_shardings=mesh_lib.replicated(mesh),
                      compiler_options=dict(compile_opts) or None)
-  def chunk(state, steps, grids, method_index):
+  def chunk(state, steps, grids, method_index, base_key):
     step_fn = _rl_step_fn(task, model_cfg, optimizer, n, methods, temperature, base_key,
                           method_index, sample_mazes, grad_mazes, aggregation, entropy_coef,
                           loss_lengths)
@@ -294,10 +294,10 @@ def make_sft_chunk(config, task, model_cfg, mesh) -> Callable:
   """``train_chunk(state, start_step, num_steps)`` of stage 1."""
   program = sft_program(task, model_cfg, optimizer_spec(config.sft), mesh,
                         compile_options(config))
-  batch = int(config.sft.batch_size)
+  batch, sft_seed = int(config.sft.batch_size), int(config.sft.get("seed", 0))
 
   def train_chunk(state, start_step, num_steps):
-    grids = task.chunk_grids("sft", start_step, num_steps, batch)
+    grids = task.chunk_grids("sft", start_step, num_steps, batch, sft_seed=sft_seed)
     return program(state, mesh_lib.put_global(grids, grid_sharding(mesh)))
 
   return train_chunk
@@ -310,21 +310,35 @@ def make_rl_chunk(config, task, model_cfg, mesh) -> Callable:
   index = mesh_lib.put_global(np.int32([m for m, _ in ms].index(base_estimator(rl.estimator))),
                               mesh_lib.replicated(mesh))
   program = rl_program(task, model_cfg, optimizer_spec(rl), int(rl.num_rollouts), ms,
-                       float(rl.temperature), int(config.seed), mesh, compile_options(config),
+                       float(rl.temperature), mesh, compile_options(config),
                        int(rl.sample_mazes or rl.batch_size), int(rl.grad_mazes or rl.batch_size),
                        str(rl.loss_aggregation), entropy_coef(config),
                        tuple(int(x) for x in rl.get("loss_lengths", ())))
   batch, m = int(rl.batch_size), int(rl.train_set_size)
+  key = rl_key(config)
 
   def train_chunk(state, start_step, num_steps):
     grids = task.chunk_grids("rl", start_step, num_steps, batch, m)
     steps = np.arange(start_step, start_step + num_steps, dtype=np.int32)
     return program(state, mesh_lib.put_global(steps, mesh_lib.replicated(mesh)),
-                   mesh_lib.put_global(grids, grid_sharding(mesh)), index)
+                   mesh_lib.put_global(grids, grid_sharding(mesh)), index, key)
 
   return train_chunk
 
 
+def _seeded(config, stream: int, sub_seed) -> jax.Array:
+  """``fold_in(key(config.seed), stream)``, then ``sub_seed`` folded in when it is not 0 (seed 0
+  keeps the keys of a run without seeds)."""
+  key = jax.random.fold_in(jax.random.key(config.seed), stream)
+  return jax.random.fold_in(key, int(sub_seed)) if sub_seed else key
+
+
+def rl_key(config) -> jax.Array:
+  """The base key of the RL rollouts (``config.rl.seed``: the sweep's seed axis)."""
+  return _seeded(config, RL_STREAM, config.rl.get("seed") or 0)
+
+
 def init_params(config, model_cfg) -> Any:
-  return transformer.init_params(
-      jax.random.fold_in(jax.random.key(config.seed), INIT_STREAM), model_cfg)
+  """Initial decoder parameters (``config.sft.seed``: a repeat of stage 1)."""
+  return transformer.init_params(_seeded(config, INIT_STREAM, config.sft.get("seed", 0)),
+                                 model_cfg)

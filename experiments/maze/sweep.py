@@ -3,8 +3,11 @@
 Workdir layout (every stage in its own directory, each resumable on its own)::
 
   <workdir>/config.json
-  <workdir>/sft/                 stage 1: checkpoints/, metrics.jsonl, tb/, summary.json
-  <workdir>/rl/<estimator>_n<N>/ stage 2 from sft/'s final parameters: same files
+  <workdir>/sft/                 stage 1: checkpoints/, metrics.jsonl, tb/, summary.json,
+                                 eval_counts.json (successes per test maze)
+  <workdir>/sft_s<seed>/         repeats of stage 1 with the other sweep.sft_seeds
+  <workdir>/rl/<run name>/       stage 2 from sft/'s final parameters: same files; run names
+                                 <estimator>_n<N>[_lr<rate>][_s<seed>] (runs.run_name)
   <workdir>/figures/*.png, <workdir>/table.md
   <workdir>/summary.json         the final numbers of every run (written when all are complete)
 
@@ -30,8 +33,9 @@ from maxrl_jax.train import mesh as mesh_lib
 from maxrl_jax.train import stage as stage_lib
 
 
-def sft_dir(workdir: str) -> str:
-  return str(files.as_path(workdir) / "sft")
+def sft_dir(workdir: str, repeat_seed: int | None = None) -> str:
+  """``<workdir>/sft`` (the first of sweep.sft_seeds, RL's start), ``sft_s<seed>`` (repeats)."""
+  return str(files.as_path(workdir) / ("sft" if repeat_seed is None else f"sft_s{repeat_seed}"))
 
 
 def run_dir(workdir: str, name: str) -> str:
@@ -60,7 +64,11 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: str, *, mesh=None,
     files.write_json(files.as_path(workdir) / logs.CONFIG_FILE, logs.config_to_dict(config))
   out = {"complete": False, "preempted": False, "experiment": config.experiment,
          "preset": config.preset, "runs": {}}
-  sft = train.sft(config, sft_dir(workdir), mesh=mesh)
+  sft_seeds = [int(s) for s in config.sweep.get("sft_seeds", (0,))]
+  if config.experiment == "single":
+    sft_seeds = sft_seeds[:1]
+  first = sft_seeds[0]
+  sft = train.sft(runs_lib.sft_config(config, first), sft_dir(workdir), mesh=mesh)
   out["sft"] = sft.summary
   if not sft.complete:  # preempted: never start RL from a half-trained model
     out["preempted"] = sft.preempted
@@ -68,20 +76,29 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: str, *, mesh=None,
   initial = dict(sft.summary.get("eval", {}))
   started = 0
   grid = runs_lib.grid_runs(config)
-  for estimator, n, name in grid:
-    rdir = run_dir(workdir, name)
+  for run in grid:
+    rdir = run_dir(workdir, run.name)
     if stage_lib.read_summary(rdir) is None:
       if max_new_runs is not None and started >= max_new_runs:
         continue
       started += 1
-    result = train.rl(runs_lib.rl_config(config, estimator, n), rdir, sft.state.params,
+    result = train.rl(runs_lib.rl_config(config, run), rdir, sft.state.params,
                       mesh=mesh, initial_eval=initial)
     if result.preempted:
       out["preempted"] = True
       return out
     if result.complete:
-      out["runs"][name] = result.summary
-  out["complete"] = len(out["runs"]) == len(grid)
+      out["runs"][run.name] = result.summary
+  # Repeats of stage 1 (the spread of the starting point), after the RL grid.
+  out["sft_repeats"] = {}
+  for seed in sft_seeds[1:]:
+    rep = train.sft(runs_lib.sft_config(config, seed), sft_dir(workdir, seed), mesh=mesh)
+    if rep.preempted:
+      out["preempted"] = True
+      return out
+    out["sft_repeats"][str(seed)] = rep.summary
+  out["complete"] = (len(out["runs"]) == len(grid)
+                     and len(out["sft_repeats"]) == len(sft_seeds) - 1)
   out["this_invocation_wall_s"] = time.time() - t0
   if out["runs"] and mesh_lib.is_chief():
     out.update(plots.draw_all(workdir))

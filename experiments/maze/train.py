@@ -11,12 +11,14 @@ maze) in ``summary.json``; both resume exactly and stop cleanly on SIGTERM.
 from __future__ import annotations
 
 import ml_collections
+import numpy as np
 
 from experiments.maze import data as maze_data
 from experiments.maze import evaluate as evaluate_lib
 from experiments.maze import runs as runs_lib
 from experiments.maze import steps
 from maxrl_jax.models import transformer
+from maxrl_jax.train import files
 from maxrl_jax.train import mesh as mesh_lib
 from maxrl_jax.train import stage as stage_lib
 
@@ -44,9 +46,30 @@ def _periodic_eval(config, task, model_cfg, mesh, sec, total_steps):
   return on_chunk_end
 
 
-def _final_eval(config, task, model_cfg, mesh):
-  return lambda state, step: evaluate_lib.evaluate_sets(
-      state.params, model_cfg, task, config, step, config.eval.num_samples, mesh)
+COUNTS_FILE = "eval_counts.json"
+
+
+def _final_eval(config, task, model_cfg, mesh, workdir):
+  """The final evaluation; also writes ``<workdir>/eval_counts.json``, the successes per maze
+  ``{set: {"num_samples": n, "counts": [...]}}`` the report's bootstrap resamples."""
+  def final_eval(state, step):
+    counts = {}
+    out = evaluate_lib.evaluate_sets(state.params, model_cfg, task, config, step,
+                                     config.eval.num_samples, mesh, counts_out=counts)
+    if mesh_lib.is_chief():
+      files.write_json(files.as_path(workdir) / COUNTS_FILE, {
+          name: {"num_samples": int(config.eval.num_samples), "counts": c.tolist()}
+          for name, c in counts.items()})
+    return out
+  return final_eval
+
+
+def read_counts(workdir: str) -> dict | None:
+  """``{set: (num_samples, int array of successes per maze)}`` of a complete stage, or None."""
+  raw = files.read_json(files.as_path(workdir) / COUNTS_FILE)
+  if raw is None:
+    return None
+  return {k: (int(v["num_samples"]), np.asarray(v["counts"], np.int64)) for k, v in raw.items()}
 
 
 def sft(config: ml_collections.ConfigDict, workdir: str, *, mesh=None) -> stage_lib.StageResult:
@@ -63,7 +86,9 @@ def sft(config: ml_collections.ConfigDict, workdir: str, *, mesh=None) -> stage_
     init_params, total = params, 0
   else:
     init_params, total = steps.init_params(config, model_cfg), config.sft.steps
-  stage = _stage("maze sft", config, workdir, config.sft, total, "sft.steps",
+  sft_seed = int(config.sft.get("seed", 0))
+  stage = _stage("maze sft" + (f" seed={sft_seed}" if sft_seed else ""), config, workdir,
+                 config.sft, total, "sft.steps",
                  ("rl", "eval.during_num_samples", "sft.eval_every", "sft.checkpoint_every",
                   "sft.chunk_steps"))
   initial = None
@@ -73,10 +98,10 @@ def sft(config: ml_collections.ConfigDict, workdir: str, *, mesh=None) -> stage_
   return stage_lib.run_stage(
       stage, init_state=lambda: steps.init_state(init_params, optimizer, mesh),
       train_chunk=steps.make_sft_chunk(config, task, model_cfg, mesh),
-      final_eval=_final_eval(config, task, model_cfg, mesh), initial_eval=initial,
+      final_eval=_final_eval(config, task, model_cfg, mesh, workdir), initial_eval=initial,
       on_chunk_end=_periodic_eval(config, task, model_cfg, mesh, config.sft, total),
       summary_fields={"num_params": transformer.num_params(init_params),
-                      "init_from_hf": config.sft.init_from_hf or None})
+                      "init_from_hf": config.sft.init_from_hf or None, "seed": sft_seed})
 
 
 def rl(config: ml_collections.ConfigDict, workdir: str, init_params, *, mesh=None,
@@ -90,18 +115,25 @@ def rl(config: ml_collections.ConfigDict, workdir: str, init_params, *, mesh=Non
   task = maze_data.MazeTask.from_config(config)
   model_cfg = steps.decoder_config(config, task)
   optimizer = steps.make_optimizer(steps.optimizer_spec(config.rl))
-  stage = _stage(f"maze rl {config.rl.estimator} N={config.rl.num_rollouts}", config, workdir,
+  name = f"maze rl {config.rl.estimator} N={config.rl.num_rollouts}"
+  if len(config.sweep.get("learning_rates", ())) > 1:
+    name += f" lr={config.rl.learning_rate:g}"
+  if len(config.sweep.get("seeds", (0,))) > 1:
+    name += f" seed={config.rl.seed or 0}"
+  stage = _stage(name, config, workdir,
                  config.rl, config.rl.steps, "rl.steps",
                  ("sft.eval_every", "sft.checkpoint_every", "sft.chunk_steps", "rl.eval_every",
                   "rl.checkpoint_every", "rl.chunk_steps", "eval.during_num_samples"))
   return stage_lib.run_stage(
       stage, init_state=lambda: steps.init_state(init_params, optimizer, mesh),
       train_chunk=steps.make_rl_chunk(config, task, model_cfg, mesh),
-      final_eval=_final_eval(config, task, model_cfg, mesh),
+      final_eval=_final_eval(config, task, model_cfg, mesh, workdir),
       initial_eval=(lambda state: dict(initial_eval)) if initial_eval else None,
       on_chunk_end=_periodic_eval(config, task, model_cfg, mesh, config.rl, config.rl.steps),
       summary_fields={"estimator": config.rl.estimator,
                       "num_rollouts": int(config.rl.num_rollouts),
+                      "seed": int(config.rl.seed or 0),
+                      "learning_rate": float(config.rl.learning_rate),
                       "batch_size": int(config.rl.batch_size)},
       restore_complete=False)
 
