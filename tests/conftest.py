@@ -18,6 +18,7 @@ jax.config.update("jax_enable_x64", False)
 # out tests in collection order) a long test started last would leave the other worker idle.
 _LONG_FIRST = (
     "test_reproduce.py::", "test_imagenet_driver.py::", "test_maze_driver.py::",
+    "test_maze_seeds.py::test_seed_axis",
     "test_entry_points.py::", "test_maze_steps.py::", "test_notebook_", "test_gcs_workdir.py::",
     "test_multiprocess.py::", "test_bernoulli.py::test_smoke", "test_layering.py::",
 )
