@@ -10,7 +10,9 @@ from experiments.imagenet import config as config_lib
 from experiments.imagenet import input_pipeline
 from experiments.imagenet import steps
 from experiments.imagenet import validation
+from maxrl_jax.train import logs
 from maxrl_jax.train import mesh as mesh_lib
+from maxrl_jax.train import stage as stage_lib
 from maxrl_jax.train.errors import ConfigError
 
 _IMAGENET_TRAIN = 1_281_167
@@ -40,7 +42,12 @@ def test_warmup_length_in_steps():
 
 
 @pytest.mark.parametrize("field,value,match", [
-    ("seed", -1, r"config\.seed"),
+    ("seeds", (), r"config\.seeds: must be a non-empty tuple"),
+    ("seeds", (0, -1), r"config\.seeds\[1\]: must be >= 0"),
+    ("seeds", (0, 0.5), r"config\.seeds\[1\]: must be an integer"),
+    ("seeds", (1, 1), r"config\.seeds: seeds must be distinct"),
+    ("sweep_learning_rates", (0.1, 0.0), r"config\.sweep_learning_rates\[1\]"),
+    ("sweep_learning_rates", (0.1, 0.1), r"config\.sweep_learning_rates: rates must be distinct"),
     ("eval.ks", (1, 0), r"config\.eval\.ks\[1\]"),
     ("analysis.step", 6, r"config\.analysis\.step"),
     ("analysis.runs", ("nope",), r"config\.analysis\.runs\[0\]"),
@@ -54,6 +61,144 @@ def test_invalid_fields_are_named(field, value, match):
   (c[section] if section else c)[name] = value
   with pytest.raises(ConfigError, match=match):
     validation.validate(c, mesh_lib.make_mesh(jax.devices()[:1]))
+
+
+def test_the_old_seed_field_is_refused():
+  c = config_lib.get_config("smoke")
+  c.seed = 0
+  with pytest.raises(ConfigError, match=r"config\.seed: replaced by config\.seeds"):
+    validation.validate(c, mesh_lib.make_mesh(jax.devices()[:1]))
+
+
+def test_run_directories_one_seed_keeps_the_run_name_several_add_the_seed():
+  c = config_lib.get_config("smoke")
+  assert [(t["dir"], t["name"], t["seed"]) for t in steps.trained_runs(c)] == [
+      ("cross_entropy", "cross_entropy", 0), ("maxrl_n8", "maxrl_n8", 0)]
+  c.seeds = (3, 0)
+  assert [t["dir"] for t in steps.trained_runs(c)] == [  # seed by seed, in config order
+      "cross_entropy_s3", "maxrl_n8_s3", "cross_entropy_s0", "maxrl_n8_s0"]
+  validation.validate(c, mesh_lib.make_mesh(jax.devices()[:1]))
+  # A run named like another's directory keeps a directory of its own.
+  c.runs = c.runs + [{"name": "maxrl_n8_s0", "objective": "maxrl", "num_rollouts": 8}]
+  dirs = [t["dir"] for t in steps.trained_runs(c)]
+  assert len(set(dirs)) == len(dirs) == 6
+
+
+def _old_format_run_config(c, run) -> dict:
+  """The run config as written before seeds and sweeps existed (field by field)."""
+  d = logs.config_to_dict(c)
+  for field in ("runs", "seeds", "sweep_learning_rates"):
+    d.pop(field)
+  d["seed"] = 0
+  d["run"] = {"name": run["name"], "objective": run["objective"],
+              "num_rollouts": run["num_rollouts"],
+              "options": dict(c.estimators[run["objective"]]) if run["objective"] in
+              c.estimators else {}}
+  return d
+
+
+@pytest.mark.parametrize("preset", ["smoke", "cpu", "paper"])
+def test_seed_zero_run_config_is_unchanged(preset):
+  """One seed (0), no sweep: each run's config (hence its training, its resume check and its
+  directory) is the one the driver used before seeds existed; a second seed changes only the
+  seed and the directory name."""
+  c = config_lib.get_config(preset)
+  for run, trained in zip(c.runs, steps.trained_runs(c)):
+    rc = steps.run_config(c, trained)
+    assert trained["dir"] == run["name"]
+    assert stage_lib.config_diff(_old_format_run_config(c, run), rc) == []
+    assert stage_lib.config_diff(rc, steps.run_config(c, run)) == []  # the old call still works
+  single = steps.run_config(c, c.runs[0])
+  c.seeds = (0, 1)
+  first, second = steps.trained_runs(c)[0], steps.trained_runs(c)[len(c.runs)]
+  assert stage_lib.config_diff(steps.run_config(c, first), single) == [
+      ("run.name", first["dir"], c.runs[0]["name"])]
+  assert [f for f, _, _ in stage_lib.config_diff(single, steps.run_config(c, second))] == [
+      "run.name", "seed"]
+
+
+def test_prng_keys_follow_the_seed():
+  c = config_lib.get_config("smoke")
+  data = lambda k: np.asarray(jax.random.key_data(k))
+  expected = lambda seed, stream: data(jax.random.fold_in(jax.random.key(seed, impl="rbg"),
+                                                          stream))
+  c.seeds = (0, 5)
+  runs = steps.trained_runs(c)
+  for stream in range(4):
+    np.testing.assert_array_equal(data(steps.prng_key(c, stream)), expected(0, stream))
+    np.testing.assert_array_equal(data(steps.prng_key(steps.run_config(c, runs[0]), stream)),
+                                  expected(0, stream))
+    np.testing.assert_array_equal(data(steps.prng_key(steps.run_config(c, runs[-1]), stream)),
+                                  expected(5, stream))
+
+
+def test_learning_rate_sweep_expands_every_run():
+  mesh = mesh_lib.make_mesh(jax.devices()[:1])
+  c = config_lib.get_config("smoke")
+  c.sweep_learning_rates = (0.03, 0.3)
+  c.analysis.runs = ("maxrl_n8_lr0.3",)
+  validation.validate(c, mesh)
+  runs = steps.comparison_runs(c)
+  assert [(r["name"], r["base"], r["learning_rate"]) for r in runs] == [
+      ("cross_entropy_lr0.03", "cross_entropy", 0.03),
+      ("cross_entropy_lr0.3", "cross_entropy", 0.3),
+      ("maxrl_n8_lr0.03", "maxrl_n8", 0.03), ("maxrl_n8_lr0.3", "maxrl_n8", 0.3)]
+  rcs = [steps.run_config(c, t) for t in steps.trained_runs(c)]
+  assert [(rc.run.name, rc.optim.learning_rate) for rc in rcs] == [
+      (r["name"], r["learning_rate"]) for r in runs]
+  assert all("sweep_learning_rates" not in rc and "seeds" not in rc for rc in rcs)
+  c.seeds = (0, 1)
+  assert [t["dir"] for t in steps.trained_runs(c)][:2] == [
+      "cross_entropy_lr0.03_s0", "cross_entropy_lr0.3_s0"]
+  c.analysis.runs = ("maxrl_n8",)  # a name of config.runs, not of the sweep's runs
+  with pytest.raises(ConfigError, match=r"config\.analysis\.runs\[0\]"):
+    validation.validate(c, mesh)
+  c.analysis.runs = ()
+  c.sweep_learning_rates = (0.1, 0.1000001)  # two rates, one run name
+  with pytest.raises(ConfigError, match=r"config\.sweep_learning_rates: gives repeated run"):
+    validation.validate(c, mesh)
+  # Without a sweep a run may carry its own learning rate; with one it may not.
+  c = config_lib.get_config("smoke")
+  c.runs[1]["learning_rate"] = 0.05
+  validation.validate(c, mesh)
+  assert steps.run_config(c, steps.trained_runs(c)[1]).optim.learning_rate == 0.05
+  assert steps.run_config(c, steps.trained_runs(c)[0]).optim.learning_rate == 0.1
+  c.runs[1]["learning_rate"] = -1.0
+  with pytest.raises(ConfigError, match=r"config\.runs\[1\]\.learning_rate: must be a number"):
+    validation.validate(c, mesh)
+  c.runs[1]["learning_rate"] = 0.05
+  c.sweep_learning_rates = (0.1,)
+  with pytest.raises(ConfigError, match=r"config\.runs\[1\]\.learning_rate: .*cannot be"):
+    validation.validate(c, mesh)
+
+
+def test_cpu_long_preset():
+  c = config_lib.get_config("cpu_long")
+  cpu = config_lib.get_config("cpu")
+  validation.validate(c, mesh_lib.make_mesh(jax.devices()[:1]))
+  assert c.seeds == (0, 1, 2) and c.optim.num_steps == 1500
+  assert [r["name"] for r in c.runs] == [r["name"] for r in cpu.runs] + ["grpo_n128", "grpo_n1024"]
+  assert {(r["objective"], r["num_rollouts"]) for r in c.runs[-2:]} == {("grpo", 128),
+                                                                         ("grpo", 1024)}
+  assert "grpo_n1024" in c.analysis.runs
+  assert len(steps.trained_runs(c)) == 7 * 3 and steps.trained_runs(c)[-1]["dir"] == "grpo_n1024_s2"
+  # Everything else is the cpu comparison's.
+  diff = {f for f, _, _ in stage_lib.config_diff(cpu, c)}
+  assert diff == {"seeds", "optim.num_steps", "runs", "analysis.runs", "preset"}
+  validation.validate_schedule(c, steps.schedule_steps(c, 500 * 24)[1])
+
+
+@pytest.mark.parametrize("preset,base", [("paper_lr_sweep", "paper"), ("cpu_lr_sweep", "cpu")])
+def test_lr_sweep_presets(preset, base):
+  c = config_lib.get_config(preset)
+  validation.validate(c, mesh_lib.make_mesh(jax.devices()[:1]))
+  # Appendix D.2's rates.
+  assert c.sweep_learning_rates == (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 0.7, 1.0)
+  assert c.analysis.runs == ()
+  names = [r["name"] for r in config_lib.get_config(base).runs]
+  assert [r["base"] for r in steps.comparison_runs(c)] == [n for n in names for _ in range(8)]
+  diff = {f for f, _, _ in stage_lib.config_diff(config_lib.get_config(base), c)}
+  assert diff == {"sweep_learning_rates", "analysis.runs", "preset"}
 
 
 def test_bad_run_and_estimator_options_are_named():

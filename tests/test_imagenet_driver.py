@@ -12,8 +12,10 @@ from experiments.imagenet import config as config_lib
 from experiments.imagenet import evaluate
 from experiments.imagenet import steps
 from experiments.imagenet import train
+from maxrl_jax.train import logs
 from maxrl_jax.train import loop
 from maxrl_jax.train import mesh as mesh_lib
+from maxrl_jax.train import stage as stage_lib
 
 
 @pytest.fixture(scope="module")
@@ -106,3 +108,165 @@ def test_preempted_run_resumes_exactly_and_comparison_stops(data_dir, tmp_path):
       "step"] == 4
   assert "figures" not in summary and not os.path.exists(tmp_path / "cmp" / "summary.json")
   assert not os.path.exists(tmp_path / "cmp" / "maxrl_n8")
+
+
+# ----------------------------------------------------------------------------- seeds, lr sweep
+
+
+def _stub_pass_rate(lr: float, seed: int) -> float:
+  """The stub trainer's final pass rate: best at lr 0.3, a little higher for larger seeds."""
+  return 0.05 + 0.2 * np.exp(-np.log(lr / 0.3) ** 2) + 0.01 * seed
+
+
+def _stub_train_run(config, workdir, *, mesh, builder=None, memory=None, guard=None):
+  """Stands in for ``train.train_run`` (no compilation): writes the files the comparison reads
+  (metrics.jsonl, final_eval.npz) with numbers set by the run's learning rate and seed."""
+  del mesh, builder, memory, guard
+  total = int(config.optim.num_steps)
+  p = _stub_pass_rate(float(config.optim.learning_rate), int(config.seed))
+  p = p * (1.0 if config.run.objective == "cross_entropy" else 0.5)
+  n = 40
+  logp = np.log(np.full(n, p) * np.linspace(0.5, 1.5, n))
+  correct = np.arange(n) < int(p * n)
+  with logs.MetricWriter(workdir, enabled=True, tensorboard=False) as writer:
+    for step in (4, 8):
+      writer.write_scalars(step, {"eval/pass@1": p * step / total, "eval/top1": step / total,
+                                  "train/pass_rate": p})
+  evaluate.write_final_eval(workdir, logp, correct)
+  final = evaluate.eval_metrics(logp, correct)
+  final["pass_at_k"] = evaluate.pass_at_k(logp, config.eval.ks)
+  return stage_lib.StageResult(state=None, step=total, reason=loop.COMPLETED,
+                               summary={"complete": True, "eval": final})
+
+
+def test_seeds_and_lr_sweep_summary_table_and_figures(data_dir, tmp_path, monkeypatch):
+  """The comparison's bookkeeping of seeds and of a learning-rate sweep (stub trainings)."""
+  monkeypatch.setattr(train, "train_run", _stub_train_run)
+  config = _smoke(data_dir)
+  config.seeds = (0, 1, 2)
+  config.sweep_learning_rates = (0.03, 0.3, 1.0)
+  config.analysis.runs = ()
+  workdir = tmp_path / "sweep"
+  summary = comparison.run(config, str(workdir), devices=_one_device())
+  assert summary["complete"] and summary["seeds"] == [0, 1, 2]
+  assert len(summary["runs"]) == 2 * 3 * 3
+  entry = summary["runs"]["maxrl_n8_lr0.3_s2"]
+  assert (entry["run"], entry["seed"], entry["learning_rate"]) == ("maxrl_n8_lr0.3", 2, 0.3)
+  agg = summary["aggregate"]["cross_entropy_lr0.03"]
+  assert agg["seeds"] == [0, 1, 2] and agg["dirs"] == [
+      "cross_entropy_lr0.03_s0", "cross_entropy_lr0.03_s1", "cross_entropy_lr0.03_s2"]
+  for key in ("eval/pass@1", "eval/top1", "eval/mean_log_p", "eval/pass@128"):
+    values = [summary["runs"][d][key] for d in agg["dirs"]]
+    assert agg[key]["mean"] == pytest.approx(np.mean(values))
+    assert (agg[key]["min"], agg[key]["max"]) == (min(values), max(values))
+    assert agg[key]["std"] == pytest.approx(np.std(values, ddof=1))
+  values = [summary["runs"][d]["pass_at_k"]["4"] for d in agg["dirs"]]
+  assert agg["pass_at_k"]["4"]["mean"] == pytest.approx(np.mean(values))
+  sweep = summary["lr_sweep"]
+  assert sweep["learning_rates"] == [0.03, 0.3, 1.0] and sweep["metric"] == "eval/pass@1"
+  for name in ("cross_entropy", "maxrl_n8"):
+    r = sweep["runs"][name]
+    assert r["best_learning_rate"] == 0.3 and r["best_run"] == f"{name}_lr0.3"
+    assert r["best"] == summary["aggregate"][f"{name}_lr0.3"]["eval/pass@1"]["mean"]
+    assert set(r["by_rate"]) == {"0.03", "0.3", "1"}
+  table = (workdir / comparison.LR_SWEEP_TABLE).read_text()
+  assert "| run | lr 0.03 | lr 0.3 | lr 1 | best lr |" in table and table.count("**") == 4
+  for fig in ("imagenet_curves.png", "imagenet_pass_at_k.png", "imagenet_lr_sweep.png"):
+    assert os.path.getsize(workdir / "figures" / fig) > 10_000, fig
+  assert "gradnorm" not in summary
+  # One seed: single-seed numbers, no spread; a diverged rate (nan) is never the best.
+  one = comparison.aggregate(config, summary["runs"])
+  config.seeds = (1,)
+  entries = {t["dir"]: dict(summary["runs"][f"{t['dir']}_s1"]) for t in
+             steps.trained_runs(config)}
+  entries["cross_entropy_lr0.3"]["eval/pass@1"] = float("nan")
+  agg1 = comparison.aggregate(config, entries)
+  assert agg1["maxrl_n8_lr1"]["eval/pass@1"] == {
+      "mean": entries["maxrl_n8_lr1"]["eval/pass@1"], "min": entries["maxrl_n8_lr1"][
+          "eval/pass@1"], "max": entries["maxrl_n8_lr1"]["eval/pass@1"], "std": None}
+  assert comparison.lr_sweep_summary(config, agg1)["runs"]["cross_entropy"][
+      "best_learning_rate"] == 1.0
+  assert one["maxrl_n8_lr1"]["eval/pass@1"]["std"] > 0
+
+
+@pytest.mark.slow
+def test_smoke_lr_sweep_trains_every_rate(data_dir, tmp_path):
+  """Appendix D.2's sweep mechanism on the smoke runs: 2 rates x 2 runs, one command."""
+  config = _smoke(data_dir)
+  config.sweep_learning_rates = (0.03, 0.3)
+  config.analysis.runs = ()
+  summary = comparison.run(config, str(tmp_path / "sweep"), devices=_one_device())
+  assert summary["complete"] and sorted(summary["runs"]) == [
+      "cross_entropy_lr0.03", "cross_entropy_lr0.3", "maxrl_n8_lr0.03", "maxrl_n8_lr0.3"]
+  for name, entry in summary["runs"].items():
+    saved = json.loads((tmp_path / "sweep" / name / "config.json").read_text())
+    assert saved["optim"]["learning_rate"] == entry["learning_rate"]
+    assert entry["step"] == 12 and 0 < entry["eval/pass@1"] <= 1
+  for name in ("cross_entropy", "maxrl_n8"):
+    r = summary["lr_sweep"]["runs"][name]
+    best = max((0.03, 0.3), key=lambda lr: summary["runs"][f"{name}_lr{lr:g}"]["eval/pass@1"])
+    assert r["best_learning_rate"] == best
+  assert os.path.exists(tmp_path / "sweep" / "figures" / "imagenet_lr_sweep.png")
+  assert os.path.exists(tmp_path / "sweep" / comparison.LR_SWEEP_TABLE)
+
+
+@pytest.mark.slow
+def test_smoke_seeds_seed_zero_unchanged_and_figure8_on_the_first_seed(data_dir, tmp_path):
+  config = _smoke(data_dir)
+  config.runs = [config.runs[1]]  # maxrl_n8: its label sampling uses the seed's keys.
+  config.analysis.runs = ("maxrl_n8",)
+  single = comparison.run(config, str(tmp_path / "one"), devices=_one_device())
+  assert list(single["runs"]) == ["maxrl_n8"]
+  config.seeds = (0, 1)
+  summary = comparison.run(config, str(tmp_path / "two"), devices=_one_device())
+  assert summary["complete"] and list(summary["runs"]) == ["maxrl_n8_s0", "maxrl_n8_s1"]
+  # Seed 0 of a multi-seed comparison trains exactly as the single-seed comparison did.
+  a = evaluate.read_final_eval(tmp_path / "one" / "maxrl_n8")["logp_true"]
+  b = evaluate.read_final_eval(tmp_path / "two" / "maxrl_n8_s0")["logp_true"]
+  c = evaluate.read_final_eval(tmp_path / "two" / "maxrl_n8_s1")["logp_true"]
+  np.testing.assert_array_equal(a, b)
+  assert not np.array_equal(a, c)
+  assert json.loads((tmp_path / "two" / "maxrl_n8_s1" / "config.json").read_text())["seed"] == 1
+  agg = summary["aggregate"]["maxrl_n8"]
+  assert agg["seeds"] == [0, 1] and agg["eval/pass@1"]["std"] is not None
+  with open(tmp_path / "two" / "figures" / "imagenet_gradnorm.json", encoding="utf-8") as f:
+    grad = json.load(f)
+  assert grad["seed"] == 0 and [(p["run"], p["seed"]) for p in grad["panels"]] == [
+      ("maxrl_n8", 0)]
+  with open(tmp_path / "one" / "figures" / "imagenet_gradnorm.json", encoding="utf-8") as f:
+    assert json.load(f)["panels"][0]["norms"] == grad["panels"][0]["norms"]
+
+
+def _report_summary(ce, maxrl, seeds):
+  """A comparison summary with per-seed pass@1 ``ce[i]`` / ``maxrl[i]`` (seed ``seeds[i]``)."""
+  runs, agg = {}, {}
+  for name, objective, n, values in (("cross_entropy", "cross_entropy", 1, ce),
+                                     ("maxrl_n1024", "maxrl", 1024, maxrl)):
+    dirs = [steps.run_dir_name(name, s, len(seeds)) for s in seeds]
+    for d, s, v in zip(dirs, seeds, values):
+      runs[d] = {"objective": objective, "num_rollouts": n, "step": 10, "complete": True,
+                 "run": name, "seed": s, "learning_rate": 0.1, "eval/pass@1": v,
+                 "eval/pass@128": 0.9, "eval/top1": 0.5, "eval/mean_log_p": -2.0}
+    agg[name] = {"seeds": list(seeds), "dirs": dirs}
+  return {"complete": True, "dataset": "pattern_classes", "generated_data": True,
+          "model": "resnet8", "runs": runs, "aggregate": agg, "figures": []}
+
+
+def test_report_match_bar_is_95_percent_of_cross_entropy_from_seed_means(tmp_path):
+  from experiments import report  # pylint: disable=g-import-not-at-top
+  assert report.IMAGENET_MATCH_BAR == 0.95
+  row = lambda text: next(l for l in text.splitlines() if "matches cross-entropy" in l)
+  # One seed: 0.96 of cross-entropy passes, 0.94 does not.
+  text = report.imagenet_section(_report_summary([0.5], [0.48], (0,)), str(tmp_path),
+                                 str(tmp_path))
+  assert "at least 95% of cross-entropy's" in row(text) and row(text).endswith("**yes** |")
+  assert "The match bar is 95% of cross-entropy's final validation pass@1." in text
+  text = report.imagenet_section(_report_summary([0.5], [0.47], (0,)), str(tmp_path),
+                                 str(tmp_path))
+  assert "(ratio 0.94)" in row(text) and row(text).endswith("**no** |")
+  # Seeds: the ratio of the seed means decides; the per-seed ratios are shown.
+  summary = _report_summary([0.5, 0.6], [0.40, 0.63], (0, 1))  # 1.03 / 1.1 = 0.936; 0.8, 1.05
+  text = report.imagenet_section(summary, str(tmp_path), str(tmp_path))
+  assert "ratio 0.936; per-seed ratios 0.8 to 1.05" in row(text)
+  assert row(text).endswith("**no** |") and "from seed means" in text
+  assert "0.515 [0.4, 0.63]" in text  # the table: mean [min, max] over seeds

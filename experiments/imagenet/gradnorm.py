@@ -1,7 +1,8 @@
 r"""Figure 8: per-image gradient L2 norm against pass rate, each objective on its own model.
 
 Following the paper (section 6.1, Figure 8): for every run of ``config.analysis.runs`` (paper:
-cross-entropy, MaxRL, GRPO and REINFORCE with N = 1024), restore the run's own checkpoint at
+cross-entropy, MaxRL, GRPO and REINFORCE with N = 1024; the training of the first seed of
+``config.seeds`` when there are several), restore the run's own checkpoint at
 ``config.analysis.step`` (paper: 1,500 steps; kept in ``<run>/analysis_checkpoint/`` by
 ``train.py``) and, for each of ``num_images`` validation images ``x`` with true label ``y*``,
 compute the gradient of THAT run's objective with respect to all network parameters:
@@ -80,7 +81,7 @@ def analyse_run(config, run_config, run_dir, *, mesh, builder, images: np.ndarra
   num_train = input_pipeline.num_train_examples(config, builder)
   _, total_steps, warmup = steps.schedule_steps(config, num_train)
   model = steps.build_model(config, num_classes)
-  tx, _ = steps.make_optimizer(config, total_steps, warmup)
+  tx, _ = steps.make_optimizer(run_config, total_steps, warmup)
   step = int(config.analysis.step)
   state = _restore(run_config, run_dir, model, tx, mesh, step)
   run = run_config.run
@@ -139,22 +140,25 @@ def analyse(config, workdir, *, mesh, builder=None, memory=None) -> dict[str, An
   builder = builder if builder is not None else input_pipeline.prepare_dataset(config)
   num = int(config.analysis.num_images)
   images, labels = evaluate.analysis_images(config, builder, memory, num)
-  base = steps.prng_key(config, 3)
+  base = steps.prng_key(config, 3)  # The first seed's.
   step = int(config.analysis.step)
-  by_name = {str(r["name"]): r for r in config.runs}
+  seed = steps.seeds(config)[0]
+  by_name = {r["name"]: r for r in steps.trained_runs(config) if r["seed"] == seed}
   panels, missing = [], []
   for j, name in enumerate(config.analysis.runs):
-    run_dir = files.as_path(workdir) / name
+    run = by_name[name]
+    run_dir = files.as_path(workdir) / run["dir"]
     if not has_checkpoint(run_dir, step):
       missing.append(name)
       continue
-    rc = steps.run_config(config, by_name[name])
-    panels.append(analyse_run(config, rc, run_dir, mesh=mesh, builder=builder, images=images,
-                              labels=labels, key=jax.random.fold_in(base, j)))
+    rc = steps.run_config(config, run)
+    panel = analyse_run(config, rc, run_dir, mesh=mesh, builder=builder, images=images,
+                        labels=labels, key=jax.random.fold_in(base, j))
+    panels.append(dict(panel, run=name, seed=seed))
   fig_dir = files.as_path(workdir) / "figures"
   m = int(config.analysis.num_rollouts)
   result = {"step": step, "num_images": int(len(labels)), "num_rollouts": m,
-            "requested_images": num,
+            "requested_images": num, "seed": seed,
             "panels": panels, "missing": missing}
   title = (f"Per-image gradient norm at step {step}, each objective on its own model "
            f"({len(labels)} validation images, {m:,} sampled rollouts per image)")
@@ -172,6 +176,7 @@ def is_current(config, workdir) -> bool:
   previous = files.read_json(fig_dir / JSON)
   return bool(
       isinstance(previous, dict) and previous.get("step") == int(config.analysis.step)
+      and previous.get("seed", 0) == steps.seeds(config)[0]
       and previous.get("num_rollouts") == int(config.analysis.num_rollouts)
       and previous.get("requested_images") == int(config.analysis.num_images)
       and not previous.get("missing")

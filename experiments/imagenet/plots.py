@@ -4,6 +4,10 @@
   training pass rate against gradient steps, every run of the comparison in the same axes.
 * ``imagenet_pass_at_k.png``: pass@k against k = 1..max(config.eval.ks) (the paper's figure
   shows 1..256, the authors' code goes to 1024) for the final checkpoints.
+* ``imagenet_lr_sweep.png`` (a learning-rate sweep only): final validation pass@1 against the
+  learning rate, one line per run (appendix D.2).
+
+With several seeds every curve is the mean over seeds with a min-max band.
 * ``imagenet_gradnorm.png`` (computed by ``gradnorm.py``): per-image gradient norm against pass
   rate, one panel per objective, each on its own model (Figure 8).
 
@@ -21,6 +25,7 @@ import matplotlib.pyplot as plt  # noqa: E402  pylint: disable=g-import-not-at-t
 import numpy as np  # noqa: E402
 
 from experiments.imagenet import evaluate  # noqa: E402
+from experiments.imagenet import steps as steps_lib  # noqa: E402
 from maxrl_jax import metrics as metrics_lib  # noqa: E402
 from maxrl_jax.train import files  # noqa: E402
 from maxrl_jax.train import logs  # noqa: E402
@@ -68,22 +73,41 @@ def _smooth(values: np.ndarray, window: int) -> np.ndarray:
   return np.concatenate([head, np.convolve(values, kernel, mode="valid")])
 
 
+def _mean_band(series: Sequence[tuple[np.ndarray, np.ndarray]]
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+  """``(steps, mean, min, max)`` over seeds at the steps every seed logged."""
+  common = series[0][0]
+  for steps, _ in series[1:]:
+    common = np.intersect1d(common, steps)
+  vals = np.stack([values[np.searchsorted(steps, common)] for steps, values in series])
+  return common, vals.mean(0), vals.min(0), vals.max(0)
+
+
 def plot_curves(runs: Mapping[str, dict], path, title: str = "") -> str:
-  """Figure-2-style curves. ``runs[name] = {"label", "records"}`` (records from metrics.jsonl)."""
+  """Figure-2-style curves. ``runs[name] = {"label", "records"}`` with ``records`` one list of
+  metrics.jsonl records per seed: the line is the mean over seeds, the band their min-max."""
   panels = [("eval/pass@1", "validation pass@1", True),
             ("eval/pass@128", "validation pass@128", False),
             ("eval/top1", "validation top-1 accuracy", False),
             ("train/pass_rate", "training pass rate (smoothed)", True)]
   fig, axes = plt.subplots(1, 4, figsize=(18, 4.2))
   for ax, (key, ylabel, logy) in zip(axes, panels):
-    for name, run in runs.items():
-      steps, values = _series(run["records"], key)
+    for run in runs.values():
+      series = []
+      for records in run["records"]:
+        steps, values = _series(records, key)
+        if key.startswith("train/"):
+          values = _smooth(values, max(1, len(values) // 30))
+        series.append((steps, values))
+      if not series or any(not len(s) for s, _ in series):
+        continue
+      steps, mean, lo, hi = _mean_band(series)
       if not len(steps):
         continue
-      if key.startswith("train/"):
-        values = _smooth(values, max(1, len(values) // 30))
       marker = "o" if key.startswith("eval/") and len(steps) <= 30 else None
-      ax.plot(steps, values, label=run["label"], marker=marker, markersize=3)
+      line, = ax.plot(steps, mean, label=run["label"], marker=marker, markersize=3)
+      if len(series) > 1:
+        ax.fill_between(steps, lo, hi, color=line.get_color(), alpha=0.2, linewidth=0)
     ax.set_xlabel("gradient steps")
     ax.set_ylabel(ylabel)
     if logy:
@@ -96,17 +120,50 @@ def plot_curves(runs: Mapping[str, dict], path, title: str = "") -> str:
 def plot_pass_at_k(runs: Mapping[str, dict], path, max_k: int = 256, title: str = "") -> str:
   """pass@k (analytic, mean over validation images) against k for final checkpoints.
 
-  ``runs[name] = {"label", "logp_true"}`` with per-image ``log pi(y*|x)``.
+  ``runs[name] = {"label", "logp_true"}`` with one array of per-image ``log pi(y*|x)`` per
+  seed: the line is the mean over seeds, the band their min-max.
   """
   ks = np.unique(np.round(np.logspace(0, np.log10(max_k), 40)).astype(int))
   fig, ax = plt.subplots(figsize=(5.5, 4.2))
-  for name, run in runs.items():
-    logp = np.asarray(run["logp_true"], np.float64)
-    values = [np.mean(metrics_lib.pass_at_k_from_logp(logp, int(k))) for k in ks]
-    ax.plot(ks, values, label=run["label"])
+  for run in runs.values():
+    curves = np.asarray([[np.mean(metrics_lib.pass_at_k_from_logp(
+        np.asarray(logp, np.float64), int(k))) for k in ks] for logp in run["logp_true"]])
+    line, = ax.plot(ks, curves.mean(0), label=run["label"])
+    if len(curves) > 1:
+      ax.fill_between(ks, curves.min(0), curves.max(0), color=line.get_color(), alpha=0.2,
+                      linewidth=0)
   ax.set_xscale("log", base=2)
   ax.set_xlabel("k")
   ax.set_ylabel("validation pass@k")
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize=8)
+  if title:
+    ax.set_title(title, fontsize=10)
+  return _save(fig, path)
+
+
+def plot_lr_sweep(sweep: Mapping[str, Any], path, title: str = "") -> str:
+  """Final validation pass@1 against the learning rate (log axis), one line per run of the
+  sweep (``comparison.lr_sweep_summary``): the seed mean, min-max bars with several seeds, a
+  star on the best rate."""
+  fig, ax = plt.subplots(figsize=(6, 4.2))
+  for r in sweep["runs"].values():
+    pts = [(float(lr), v) for lr, v in r["by_rate"].items()
+           if v is not None and np.isfinite(v["mean"])]
+    if not pts:
+      continue
+    rates = np.asarray([p[0] for p in pts])
+    mean = np.asarray([p[1]["mean"] for p in pts])
+    err = np.asarray([[p[1]["mean"] - p[1]["min"] for p in pts],
+                      [p[1]["max"] - p[1]["mean"] for p in pts]])
+    line = ax.errorbar(rates, mean, yerr=err if err.any() else None, marker="o", markersize=4,
+                       capsize=3, label=run_label(r["objective"], r["num_rollouts"]))
+    if r["best_learning_rate"] is not None:
+      ax.plot([r["best_learning_rate"]], [r["best"]], "*", markersize=12,
+              color=line.lines[0].get_color())
+  ax.set_xscale("log")
+  ax.set_xlabel("peak learning rate")
+  ax.set_ylabel("final validation pass@1")
   ax.grid(alpha=0.3)
   ax.legend(fontsize=8)
   if title:
@@ -134,24 +191,40 @@ def plot_gradnorm(panels: Sequence[Mapping[str, Any]], path, title: str = "") ->
   return _save(fig, path, title)
 
 
-def comparison_figures(config, workdir) -> list[str]:
-  """Writes the curves and pass@k figures of a finished comparison into ``workdir/figures``."""
+def comparison_figures(config, workdir, lr_sweep: Mapping[str, Any] | None = None) -> list[str]:
+  """Writes the curves and pass@k figures of a finished comparison into ``workdir/figures``
+  (with several seeds: seed means with min-max bands), and the learning-rate figure of a sweep
+  (``lr_sweep``: ``comparison.lr_sweep_summary``)."""
   root = files.as_path(workdir)
+  groups: dict[str, list[dict]] = {}
+  for t in steps_lib.trained_runs(config):
+    groups.setdefault(t["name"], []).append(t)
+  sweep = bool(config.get("sweep_learning_rates", ()))
   curves, finals = {}, {}
-  for r in config.runs:
-    run_dir = root / r["name"]
-    label = run_label(r["objective"], int(r.get("num_rollouts", 1)))
-    curves[r["name"]] = {"label": label, "records": logs.read_metrics(run_dir)}
-    final = evaluate.read_final_eval(run_dir)
-    if final is not None:
-      finals[r["name"]] = {"label": label, "logp_true": final["logp_true"]}
+  for name, trained in groups.items():
+    first = trained[0]
+    label = run_label(first["objective"], first["num_rollouts"])
+    if sweep:
+      label += f" lr={first['learning_rate']:g}"
+    curves[name] = {"label": label,
+                    "records": [logs.read_metrics(root / t["dir"]) for t in trained]}
+    logp = [evaluate.read_final_eval(root / t["dir"]) for t in trained]
+    if all(f is not None for f in logp):
+      finals[name] = {"label": label, "logp_true": [f["logp_true"] for f in logp]}
   generated = " (GENERATED pattern_classes data, not ImageNet)" if (
       config.data.dataset == "pattern_classes") else ""
-  title = f"{config.model.name} on {config.data.dataset}{generated}"
+  num_seeds = len(steps_lib.seeds(config))
+  seeds_note = f"; mean of {num_seeds} seeds, band min-max" if num_seeds > 1 else ""
+  title = f"{config.model.name} on {config.data.dataset}{generated}{seeds_note}"
   fig_dir = root / "figures"
   paths = [plot_curves(curves, fig_dir / "imagenet_curves.png", title)]
   if finals:
     paths.append(plot_pass_at_k(
         finals, fig_dir / "imagenet_pass_at_k.png", max_k=max(int(k) for k in config.eval.ks),
-        title="final checkpoints" + (" (generated data)" if generated else "")))
+        title="final checkpoints" + (" (generated data)" if generated else "") + seeds_note))
+  if lr_sweep is not None:
+    paths.append(plot_lr_sweep(
+        lr_sweep, fig_dir / "imagenet_lr_sweep.png",
+        title="learning-rate sweep (appendix D.2)" + (", generated data" if generated else "")
+        + (f"\nmean of {num_seeds} seeds, bars min-max" if num_seeds > 1 else "")))
   return paths

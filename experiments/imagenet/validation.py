@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from experiments.imagenet import config as config_lib
 from experiments.imagenet import objectives
+from experiments.imagenet import steps
 from maxrl_jax import estimators
 from maxrl_jax.models import resnet
 from maxrl_jax.train import mesh as mesh_lib
@@ -18,7 +19,8 @@ _SEARCH_METHODS = ("scan", "scan_unrolled", "sort")
 
 
 def run_names(config) -> list[str]:
-  return [str(r["name"]) for r in config.runs]
+  """The comparison's run names (``config.runs`` after the learning-rate sweep's expansion)."""
+  return [r["name"] for r in steps.comparison_runs(config)]
 
 
 def _int(value, field: str, minimum: int) -> int:
@@ -38,16 +40,48 @@ def _one_of(value, choices, field: str) -> None:
   require(value in choices, field, f"must be one of {list(choices)}, got {value!r}")
 
 
+def validate_seeds(config) -> None:
+  """``config.seeds``: one training of every run per seed (``config.seed`` is gone)."""
+  require("seed" not in config, "config.seed",
+          "replaced by config.seeds (a tuple of seeds, e.g. (0,); every run is trained once per "
+          "seed)")
+  seeds = config.get("seeds", None)
+  require(isinstance(seeds, (tuple, list)) and len(seeds) >= 1, "config.seeds",
+          f"must be a non-empty tuple of integers, got {seeds!r}")
+  for i, s in enumerate(seeds):
+    _int(s, f"config.seeds[{i}]", 0)
+  require(len(set(seeds)) == len(seeds), "config.seeds", f"seeds must be distinct, got {seeds}")
+
+
+def validate_sweep(config) -> None:
+  """``config.sweep_learning_rates`` and the runs' own ``learning_rate``."""
+  rates = config.get("sweep_learning_rates", ())
+  require(isinstance(rates, (tuple, list)), "config.sweep_learning_rates",
+          f"must be a tuple of learning rates (empty: no sweep), got {rates!r}")
+  for i, lr in enumerate(rates):
+    _positive(lr, f"config.sweep_learning_rates[{i}]")
+  require(len({float(lr) for lr in rates}) == len(rates), "config.sweep_learning_rates",
+          f"rates must be distinct, got {tuple(rates)}")
+  for i, run in enumerate(config.runs):
+    if "learning_rate" in run:
+      require(not rates, f"config.runs[{i}].learning_rate",
+              "a run's own learning rate cannot be combined with config.sweep_learning_rates")
+      _positive(run["learning_rate"], f"config.runs[{i}].learning_rate")
+
+
 def validate_runs(config) -> None:
-  """The runs and the estimator options (``{method: {option: value}}``)."""
+  """The seeds, the runs, the learning-rate sweep and the estimator options
+  (``{method: {option: value}}``)."""
   require(len(config.runs) >= 1, "config.runs", "needs at least one run")
-  names = run_names(config)
-  require(len(set(names)) == len(names), "config.runs", f"run names must be unique: {names}")
+  validate_seeds(config)
+  base = [str(r["name"]) for r in config.runs]
+  require(len(set(base)) == len(base), "config.runs", f"run names must be unique: {base}")
+  validate_sweep(config)
   for method in config.estimators:
     _one_of(method, estimators.METHODS, f"config.estimators.{method}")
   for i, run in enumerate(config.runs):
     field = f"config.runs[{i}]"
-    extra = sorted(set(run) - {"name", "objective", "num_rollouts"})
+    extra = sorted(set(run) - {"name", "objective", "num_rollouts", "learning_rate"})
     require(not extra, f"{field}.{extra[0] if extra else ''}",
             "not a run field (estimator options go in config.estimators.<method>)")
     _one_of(run["objective"], objectives.objective_names(), f"{field}.objective")
@@ -61,6 +95,9 @@ def validate_runs(config) -> None:
         estimators.coefficient_table(objective, n, **options)
       except ValueError as e:
         raise ConfigError(f"config.estimators.{objective}", str(e)) from e
+  names = run_names(config)
+  require(len(set(names)) == len(names), "config.sweep_learning_rates",
+          f"gives repeated run names: {names}")
   a = config.analysis
   for i, name in enumerate(a.runs):
     require(name in names, f"config.analysis.runs[{i}]",
@@ -72,7 +109,6 @@ def validate_runs(config) -> None:
 
 def validate(config, mesh) -> None:
   """Checks the comparison config (``ConfigError`` naming the field) before compiling."""
-  _int(config.seed, "config.seed", 0)
   validate_runs(config)
   d, m, o, t = config.data, config.model, config.optim, config.train
   _int(d.image_size, "config.data.image_size", 1)
