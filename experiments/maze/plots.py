@@ -151,7 +151,7 @@ def figure_passk_vs_steps(sweep: dict, path: str, eval_set: str = "test") -> str
   ns = sorted({r["n"] for r in runs})
   # The paper's k (1, 32, 128, 256) among those evaluated at every periodic evaluation.
   ks = [k for k in FIG17_KS if k in during] or sorted({1, during[-1]})
-  fig, axes = plt.subplots(len(ks), len(ns), figsize=(3.0 * len(ns), 2.6 * len(ks)),
+  fig, axes = plt.subplots(len(ks), len(ns), figsize=(max(6.0, 3.0 * len(ns)), 2.6 * len(ks)),
                            squeeze=False, sharey="row")
   lrs = sorted({r["lr"] for r in runs if r["lr"] is not None})
   styles = dict(zip(lrs, ("o:", "o-", "o--", "s-.", "^:")))
@@ -169,8 +169,9 @@ def figure_passk_vs_steps(sweep: dict, path: str, eval_set: str = "test") -> str
         ax.set_xlabel("RL step")
     axes[i][0].set_ylabel(f"{eval_set} pass@{k}")
   axes[0][-1].legend(fontsize=7)
-  fig.suptitle(f"Maze: {eval_set} pass@k during RL ({_seeds_note(sweep)}; band: min-max over "
-               "seeds)", fontsize=10)
+  note = _seeds_note(sweep)
+  fig.suptitle(f"Maze: {eval_set} pass@k during RL ({note}"
+               + ("" if note == "one seed" else "; band: min-max over seeds") + ")", fontsize=10)
   fig.tight_layout()
   files.savefig(fig, path, dpi=110)
   plt.close(fig)
@@ -195,7 +196,7 @@ def figure_solved_any_vs_steps(sweep: dict, path: str, window: int = 10) -> str 
   if not groups:
     return None
   ns = sorted({key[1] for key in groups})
-  fig, axes = plt.subplots(1, len(ns), figsize=(3.0 * len(ns), 2.8), squeeze=False,
+  fig, axes = plt.subplots(1, len(ns), figsize=(max(6.0, 3.0 * len(ns)), 2.8), squeeze=False,
                            sharey=True)
   for ax, n in zip(axes[0], ns):
     for (est, gn, lr), members in groups.items():
