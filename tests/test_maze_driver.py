@@ -3,16 +3,24 @@
 Runs on the 8 fake CPU devices of tests/conftest.py, so the maze batches are really sharded.
 """
 
+import dataclasses
 import json
 import os
+import subprocess
+import sys
 
+import jax
+import numpy as np
 import pytest
 
 from experiments.maze import config as maze_config
+from experiments.maze import data as maze_data
 from experiments.maze import plots
 from experiments.maze import runs
+from experiments.maze import steps
 from experiments.maze import sweep
 from experiments.maze import train
+from maxrl_jax.models import transformer
 from maxrl_jax.train import logs
 from maxrl_jax.train import loop
 from maxrl_jax.train.errors import ConfigError
@@ -214,3 +222,69 @@ def test_table3_methods_run_in_the_maze_driver(tmp_path):
   cfg.rl.entropy_coef = 0.0
   with pytest.raises(ConfigError, match="config.rl.entropy_coef"):
     runs.validate(cfg)
+
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _run_maze_main(workdir, *flags):
+  """``python -m experiments.maze.main`` on the smoke preset, one CPU device, from ``/``."""
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1",
+             JAX_PLATFORMS="cpu", PYTHONPATH=REPO)
+  for var in ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID"):
+    env.pop(var, None)
+  cmd = [sys.executable, "-m", "experiments.maze.main",
+         f"--config={REPO}/experiments/maze/config.py:smoke", f"--workdir={workdir}", *flags]
+  return subprocess.run(cmd, cwd="/", env=env, capture_output=True, text=True, timeout=600)
+
+
+def test_init_from_hf_through_the_entry_point(tmp_path):
+  """``--config.sft.init_from_hf=<dir>``: stage 1 trains 0 steps and keeps the imported
+  parameters exactly, RL starts from them; a checkpoint of another architecture is a one-line
+  config error (exit 2) before anything is written."""
+  pytest.importorskip("safetensors")
+  from maxrl_jax.models import hf_qwen2  # pylint: disable=g-import-not-at-top
+  cfg = _smoke()
+  model_cfg = steps.decoder_config(cfg, maze_data.MazeTask.from_config(cfg))
+  # Not steps.init_params: parameters a fresh SFT stage could not have started from.
+  exported = transformer.init_params(jax.random.key(7), model_cfg)
+  ckpt = str(tmp_path / "hf")
+  hf_qwen2.save_hf(ckpt, model_cfg, exported)
+
+  workdir = str(tmp_path / "run")
+  # One N (one RL program): both estimators still run.
+  res = _run_maze_main(workdir, f"--config.sft.init_from_hf={ckpt}",
+                       "--config.sweep.num_rollouts=(2,)")
+  assert res.returncode == 0, res.stderr
+  out = json.load(open(os.path.join(workdir, "summary.json")))
+  assert out["complete"] and out["sft"]["complete"]
+  assert out["sft"]["step"] == 0 and out["sft"]["init_from_hf"] == ckpt
+  assert "eval/test/pass@1" in out["sft"]["eval"]
+  assert set(out["runs"]) == {"maxrl_n2", "rloo_n2"}
+  assert all(r["complete"] and r["step"] == cfg.sweep.steps for r in out["runs"].values())
+  # The finished stage 1, restored from its checkpoint, holds exactly the exported parameters.
+  cfg.sft.init_from_hf = ckpt
+  cfg.sweep.num_rollouts = (2,)
+  done = train.sft(runs.sft_config(cfg, 0), sweep.sft_dir(workdir))
+  assert done.complete and done.step == 0
+  got, want = jax.tree.leaves(done.state.params), jax.tree.leaves(exported)
+  assert len(got) == len(want)
+  for a, b in zip(got, want):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+  # A checkpoint whose config.json disagrees with config.model.
+  other = str(tmp_path / "hf_other")
+  wide = dataclasses.replace(model_cfg, mlp_dim=2 * model_cfg.mlp_dim)
+  hf_qwen2.save_hf(other, wide, transformer.init_params(jax.random.key(0), wide))
+  cfg.sft.init_from_hf = other
+  with pytest.raises(ConfigError, match="config.sft.init_from_hf: .*'intermediate_size'"):
+    runs.validate(cfg)
+  bad = str(tmp_path / "bad")
+  res = _run_maze_main(bad, f"--config.sft.init_from_hf={other}")
+  assert res.returncode == 2, res.stderr
+  last = res.stderr.strip().splitlines()[-1]
+  assert last.startswith("error: config.sft.init_from_hf: ") and "'intermediate_size'" in last
+  assert "Traceback" not in res.stderr
+  assert not os.path.exists(os.path.join(bad, "config.json"))
+  res = _run_maze_main(bad, f"--config.sft.init_from_hf={tmp_path / 'missing'}")
+  assert res.returncode == 2 and "error: config.sft.init_from_hf:" in res.stderr, res.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import NamedTuple
 
 import ml_collections
@@ -99,6 +100,20 @@ def _seed_list(seeds, field: str, high: int | None = None) -> None:
                                                       else "") + f", got {seeds}")
 
 
+def _check_hf_checkpoint(path: str, model_cfg) -> None:
+  """``config.sft.init_from_hf`` must be a Qwen2 checkpoint directory whose ``config.json``
+  agrees with ``config.model`` (the weights themselves are read when stage 1 starts)."""
+  from maxrl_jax.models import hf_qwen2  # pylint: disable=g-import-not-at-top
+  field = "config.sft.init_from_hf"
+  require(os.path.isfile(os.path.join(path, hf_qwen2.WEIGHTS_FILE)), field,
+          f"{path} holds no {hf_qwen2.WEIGHTS_FILE} (expected a Hugging Face Qwen2 checkpoint "
+          "directory)")
+  try:
+    hf_qwen2.decoder_config_from_hf(path, model_cfg)
+  except (OSError, ValueError) as e:
+    raise ConfigError(field, f"{path}: {e}") from e
+
+
 def validate(config, mesh=None) -> None:
   """Raises ConfigError naming the field for any invalid value, before anything compiles."""
   mesh = mesh if mesh is not None else mesh_lib.make_mesh()
@@ -121,6 +136,8 @@ def validate(config, mesh=None) -> None:
     steps.decoder_config(config, task).validate()
   except ValueError as e:
     raise ConfigError("config.model", str(e)) from e
+  if config.sft.get("init_from_hf", ""):
+    _check_hf_checkpoint(config.sft.init_from_hf, steps.decoder_config(config, task))
   for name in ("sft", "rl"):
     sec = config[name]
     _positive_int(sec.chunk_steps, f"config.{name}.chunk_steps")
