@@ -14,8 +14,10 @@ Prints one JSON object: per size, items/s for
   verify          reward of one response of the paper's 180 tokens, per rollout
   python_verify   the same rollouts checked by a token-by-token Python loop, per rollout
 and verify_speedup_over_python = verify / python_verify; and per generator size (``--gen_sizes``)
-the seconds to compile and to generate a batch of mazes with each generator variant, and the
-mazes per second (the generator costs O(m^2) per maze, m^2 = cells).
+the seconds to compile and to generate a batch of mazes with each generator variant, the
+mazes per second and the microseconds per cell (the generator costs O(m^2) per maze, m^2 =
+cells, so us_per_cell should stay about flat across sizes; the batch shrinks as the size grows,
+which is what used to make the vectorised loop superlinear, see ``maze.core._map_is_faster``).
 """
 
 import argparse
@@ -112,7 +114,8 @@ def bench_generator(size, batch, repeats):
     jax.block_until_ready(gen(keys))
     first = time.perf_counter() - t0
     rate = _rate(gen, (keys,), batch, repeats)
-    out[variant] = {"first_call_s": first, "batch_s": batch / rate, "mazes_per_s": rate}
+    out[variant] = {"first_call_s": first, "batch_s": batch / rate, "mazes_per_s": rate,
+                    "us_per_cell": 1e6 / (rate * M.num_cells(size) ** 2)}
   return out
 
 

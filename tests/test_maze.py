@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from maxrl_jax.envs import maze as M
+from maxrl_jax.envs.maze import core as maze_core
 
 MOVES = {"UP": (-1, 0), "DOWN": (1, 0), "LEFT": (0, -1), "RIGHT": (0, 1)}
 NAME_OF = {v: k for k, v in M.VOCAB.items()}
@@ -360,6 +361,30 @@ _GENERATOR_HASHES = {
 def test_generator_output_is_unchanged(size, extra, variant):
   keys = jax.random.split(jax.random.key(size), 4)
   grids = np.stack([np.asarray(M.generate(k, size, extra, variant)) for k in keys])
+  assert grids.dtype == np.int8 and grids.shape == (4, size, size)
+  digest = hashlib.sha256(grids.tobytes()).hexdigest()[:16]
+  assert digest == _GENERATOR_HASHES[size, extra, variant]
+
+
+@pytest.mark.parametrize("branch", ["map", "vectorised"])
+@pytest.mark.parametrize("size,extra,variant", list(_GENERATOR_HASHES))
+def test_batched_generator_output_is_unchanged(size, extra, variant, branch, monkeypatch):
+  """``vmap(generate)`` gives the same mazes through both branches of its batching rule (on
+  CPU ``lax.map`` over the single-maze loop, or the vectorised loop other platforms use)."""
+  chosen = []
+
+  def choose(batch, n):
+    chosen.append((batch, n))
+    return branch == "map"
+
+  monkeypatch.setattr(maze_core, "_map_is_faster", choose)
+  jax.clear_caches()  # The batched jaxpr of `generate` is cached with the branch it took.
+  try:
+    keys = jax.random.split(jax.random.key(size), 4)
+    grids = np.asarray(jax.jit(jax.vmap(lambda k: M.generate(k, size, extra, variant)))(keys))
+  finally:
+    jax.clear_caches()  # Later tests choose with the real rule.
+  assert chosen == [(4, M.num_cells(size) ** 2)]  # The rule ran, on the whole batch.
   assert grids.dtype == np.int8 and grids.shape == (4, size, size)
   digest = hashlib.sha256(grids.tobytes()).hexdigest()[:16]
   assert digest == _GENERATOR_HASHES[size, extra, variant]
