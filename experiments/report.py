@@ -235,9 +235,15 @@ def publish(report_path: str, dest: str, name: str) -> str:
   src_dir = files.as_path(report_path).parent
   text = files.as_path(report_path).read_text()
 
+  used: dict[str, str] = {}
+
   def _copy(match):
     alt, rel = match.group(1), match.group(2)
-    target = os.path.join("figures", os.path.basename(rel))
+    name = os.path.basename(rel)
+    if used.get(name, rel) != rel:  # the same file name from another experiment's figures
+      name = f"{rel.split('/')[0]}_{name}"
+    used[name] = rel
+    target = os.path.join("figures", name)
     files.write_bytes(files.as_path(dest) / target, (src_dir / rel).read_bytes())
     return f"![{alt}]({target})"
 

@@ -150,7 +150,9 @@ def figure_passk_vs_steps(sweep: dict, path: str, eval_set: str = "test") -> str
     return None
   ns = sorted({r["n"] for r in runs})
   # The paper's k (1, 32, 128, 256) among those evaluated at every periodic evaluation.
-  ks = [k for k in FIG17_KS if k in during] or sorted({1, during[-1]})
+  ks = [k for k in FIG17_KS if k in during]
+  if during[-1] not in ks:  # the largest k of the periodic evaluations as well
+    ks.append(during[-1])
   fig, axes = plt.subplots(len(ks), len(ns), figsize=(max(6.0, 3.0 * len(ns)), 2.6 * len(ks)),
                            squeeze=False, sharey="row")
   lrs = sorted({r["lr"] for r in runs if r["lr"] is not None})
