@@ -11,8 +11,11 @@ Select one with ``--config=experiments/maze/config.py:<preset>``:
   token-mean RL loss, GRPO with the sample std, MaxRL with eps 1e-6.
 * ``paper_table3``: the paper's default setting (Table 3, Figure 18): batch 32 mazes x 128
   rollouts, 20,000 steps, every sweep estimator from one SFT checkpoint.
-* ``cpu``: the same pipeline sized for two CPU cores (small mazes, a tiny decoder, a short SFT
-  that leaves the pass rate low-to-moderate so RL has room to improve), N in {4, 16, 64}.
+* ``cpu``: the same pipeline sized for two CPU cores (the main job): 9x9 mazes, a tiny decoder,
+  a short SFT (seeds 0 and 1) that leaves the pass rate low-to-moderate so RL has room to
+  improve, N in {2, 8, 32} x RL seeds {0, 1}, 100 steps, 256 test mazes.
+* ``cpu_long``: ``cpu`` trained 400 steps with RL seeds {0, 1, 2} (the README's published run).
+* ``cpu_lr``: chooses the CPU learning rate on held-out validation mazes (no test maze).
 * ``smoke``: seconds; used by the tests.
 * ``paper_scarce``, ``cpu_scarce``, ``smoke_scarce``: the data-scarce regime, the didactic
   analogue of the paper's GSM8K result: RL for many epochs on a small fixed set of training
@@ -168,14 +171,9 @@ def _base() -> ml_collections.ConfigDict:
 
 
 def _shrink_to_cpu(c: ml_collections.ConfigDict) -> None:
-  """Two CPU cores: the main job's maze sweep (SFT x 2 seeds, 3 estimators x N in {2, 8, 32}
-  x 2 RL seeds, 256 test mazes) in about ten minutes.
-
-  Calibrated on 2 cores (see BUILD_NOTES): an RL step costs about 2 ms per rollout (sampling
-  + backward) for this model on 9x9 mazes. 200 SFT steps leave test pass@1 near 0.09 and
-  pass@32 near 0.7: low enough to leave room for RL, high enough that rollouts succeed. N spans
-  16x (2 to 32; the paper's 4 to 128 costs 4x more here).
-  """
+  """The main job's maze sweep on two CPU cores (27 minutes measured on 2 cores shared with other
+  jobs, load average 5-7). 200 SFT steps leave test pass@1 near 0.085 and pass@64 near 0.87:
+  room for RL, and rollouts that succeed. N spans 16x (the paper's 4 to 128 costs 4x more)."""
   c.preset = "cpu"
   c.maze.size = 9  # 4x4 cells: 100,352 perfect mazes (7x7 has 192, too few to hold out 256)
   c.maze.extra_openings = 0
@@ -280,6 +278,7 @@ def _shrink_to_smoke(c: ml_collections.ConfigDict) -> None:
   c.sweep.steps = 4
   c.sweep.seeds = (0,)
   c.sweep.sft_seeds = (0,)
+  c.eval.ks = PAPER_KS
   c.eval.num_samples = 32
   c.eval.during_num_samples = 8
   c.eval.num_mazes = 8
