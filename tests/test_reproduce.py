@@ -24,8 +24,9 @@ def test_smoke_reproduction_writes_a_complete_report(tmp_path):
   assert text.count("### Claims") == 4  # bernoulli, imagenet, maze sweep, maze data-scarce
   verdicts = re.findall(r"\| \*\*(yes|no|shown|contradicted|inconclusive)\*\* \|", text)
   assert len(verdicts) >= 7, verdicts
-  assert "| run | objective | N | steps | pass@1 |" in text
-  assert "| estimator | N | pass@1 |" in text
+  assert "| run | objective | N | steps | seeds | pass@1 |" in text
+  assert "| estimator | N | seeds | pass@1 |" in text
+  assert "## Maze, data-scarce regime" in text
   timings = reproduce.load_timings(workdir)
   assert set(timings) == set(reproduce.EXPERIMENTS)
   assert all(t["complete"] and t["seconds"] > 0 for t in timings.values())
