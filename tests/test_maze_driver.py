@@ -193,18 +193,6 @@ def test_smoke_sweep_end_to_end_with_interruption(tmp_path, capsys):
   assert out["complete"] and "resumed" not in capsys.readouterr().out
 
 
-def test_data_scarce_smoke(tmp_path):
-  cfg = maze_config.get_config("smoke_scarce")
-  workdir = str(tmp_path / "scarce")
-  out = sweep.run_sweep(cfg, workdir)
-  assert out["complete"]
-  for name in ("maxrl_n4", "grpo_n4"):
-    s = train.read_summary(sweep.run_dir(workdir, name))
-    assert "eval/train/pass@1" in s["eval"] and "eval/test/pass@32" in s["eval"]
-  assert os.path.getsize(os.path.join(workdir, "figures", plots.FIG_SCARCE)) > 10_000
-  assert "Training mazes" in open(os.path.join(workdir, plots.TABLE)).read()
-
-
 @pytest.mark.slow
 def test_table3_methods_run_in_the_maze_driver(tmp_path):
   """PKPO, Differential Smoothing and GRPO + entropy bonus train through the driver's RL step."""
@@ -238,6 +226,7 @@ def _run_maze_main(workdir, *flags):
   return subprocess.run(cmd, cwd="/", env=env, capture_output=True, text=True, timeout=600)
 
 
+@pytest.mark.slow
 def test_init_from_hf_through_the_entry_point(tmp_path):
   """``--config.sft.init_from_hf=<dir>``: stage 1 trains 0 steps and keeps the imported
   parameters exactly, RL starts from them; a checkpoint of another architecture is a one-line

@@ -1,5 +1,6 @@
 """experiments/reproduce.py end to end on the smoke presets: every section, figure and table."""
 
+import json
 import os
 import re
 
@@ -27,6 +28,15 @@ def test_smoke_reproduction_writes_a_complete_report(tmp_path):
   assert "| run | objective | N | steps | seeds | pass@1 |" in text
   assert "| estimator | N | seeds | pass@1 |" in text
   assert "## Maze, data-scarce regime" in text
+  # The data-scarce regime (smoke_scarce): pass@k on the training mazes and the test mazes.
+  scarce = os.path.join(workdir, "maze_scarce")
+  for name in ("maxrl_n4", "grpo_n4"):
+    with open(os.path.join(scarce, "rl", name, "summary.json"), encoding="utf-8") as f:
+      ev = json.load(f)["eval"]
+    assert "eval/train/pass@1" in ev and "eval/test/pass@32" in ev
+  assert os.path.getsize(os.path.join(scarce, "figures", "maze_scarce_passk_vs_steps.png")) > 10_000
+  with open(os.path.join(scarce, "table.md"), encoding="utf-8") as f:
+    assert "Training mazes" in f.read()
   timings = reproduce.load_timings(workdir)
   assert set(timings) == set(reproduce.EXPERIMENTS)
   assert all(t["complete"] and t["seconds"] > 0 for t in timings.values())

@@ -171,8 +171,8 @@ def _base() -> ml_collections.ConfigDict:
 
 
 def _shrink_to_cpu(c: ml_collections.ConfigDict) -> None:
-  """The main job's maze sweep on two CPU cores (27 minutes measured on 2 cores shared with other
-  jobs, load average 5-7). 200 SFT steps leave test pass@1 near 0.085 and pass@64 near 0.87:
+  """The main job's maze sweep on two CPU cores (measured: 9 min 44 s on idle cores, 27 min beside
+  other jobs). 200 SFT steps leave test pass@1 near 0.085 and pass@64 near 0.87:
   room for RL, and rollouts that succeed. N spans 16x (the paper's 4 to 128 costs 4x more)."""
   c.preset = "cpu"
   c.maze.size = 9  # 4x4 cells: 100,352 perfect mazes (7x7 has 192, too few to hold out 256)
