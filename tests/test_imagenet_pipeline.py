@@ -80,7 +80,10 @@ def test_imagenet_stream_is_deterministic_and_resumes_exactly(mock_imagenet, tmp
   assert all(b["image"].shape == (16, 16, 16, 3) for b in evals)
 
 
-@pytest.mark.parametrize("num_devices,scan", [(1, False), (8, True)])
+# One device without scan is the path of the CPU presets (covered in the default suite by the
+# driver tests); its mock-ImageNet variant runs with -m slow.
+@pytest.mark.parametrize("num_devices,scan", [pytest.param(1, False, marks=pytest.mark.slow),
+                                              (8, True)])
 def test_mock_imagenet2012_feeds_the_real_train_step(mock_imagenet, tmp_path, num_devices, scan):
   config = _imagenet_config(tmp_path / "tfds")
   config.train.scan = scan  # Both chunk modes: a lax.scan per chunk, or one dispatch per step.
