@@ -133,8 +133,13 @@ def plot_pass_at_k(runs: Mapping[str, dict], path, max_k: int = 256, title: str 
       ax.fill_between(ks, curves.min(0), curves.max(0), color=line.get_color(), alpha=0.2,
                       linewidth=0)
   ax.set_xscale("log", base=2)
-  ax.set_xlabel("k")
-  ax.set_ylabel("validation pass@k")
+  return _finish(fig, ax, path, "k", "validation pass@k", title)
+
+
+def _finish(fig, ax, path, xlabel: str, ylabel: str, title: str) -> str:
+  """Labels, grid, legend and title of a one-axes figure, then saves it."""
+  ax.set_xlabel(xlabel)
+  ax.set_ylabel(ylabel)
   ax.grid(alpha=0.3)
   ax.legend(fontsize=8)
   if title:
@@ -162,13 +167,7 @@ def plot_lr_sweep(sweep: Mapping[str, Any], path, title: str = "") -> str:
       ax.plot([r["best_learning_rate"]], [r["best"]], "*", markersize=12,
               color=line.lines[0].get_color())
   ax.set_xscale("log")
-  ax.set_xlabel("peak learning rate")
-  ax.set_ylabel("final validation pass@1")
-  ax.grid(alpha=0.3)
-  ax.legend(fontsize=8)
-  if title:
-    ax.set_title(title, fontsize=10)
-  return _save(fig, path)
+  return _finish(fig, ax, path, "peak learning rate", "final validation pass@1", title)
 
 
 def plot_gradnorm(panels: Sequence[Mapping[str, Any]], path, title: str = "") -> str:

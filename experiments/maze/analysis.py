@@ -85,11 +85,13 @@ def load_sweep(workdir: str) -> dict[str, Any]:
   return out
 
 
-def groups(sweep: dict) -> dict[tuple[str, int, float | None], list[dict]]:
-  """Complete runs grouped by ``(estimator, N, lr)`` (members: the seeds), sorted."""
+def groups(sweep: dict, complete_only: bool = True
+           ) -> dict[tuple[str, int, float | None], list[dict]]:
+  """Runs (complete ones only by default) grouped by ``(estimator, N, lr)`` (members: the
+  seeds), sorted."""
   out: dict[tuple, list] = {}
   for r in sweep["runs"].values():
-    if r["summary"]:
+    if r["summary"] or not complete_only:
       out.setdefault((r["estimator"], r["n"], r["lr"]), []).append(r)
   return {k: sorted(v, key=lambda r: r["seed"]) for k, v in sorted(
       out.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2] or 0.0))}
@@ -170,8 +172,13 @@ def compare(a: Sequence[dict], b: Sequence[dict], k: int, eval_set: str = "test"
   if ma is None or mb is None or ma.shape[1] != mb.shape[1]:
     return None
   d, lo, hi = metrics_lib.two_level_bootstrap_ci(ma, mb, num_resamples=NUM_RESAMPLES, seed=k)
-  verdict = "shown" if lo > 0 else "contradicted" if hi < 0 else "inconclusive"
-  return {"diff": float(d), "low": float(lo), "high": float(hi), "verdict": verdict}
+  return {"diff": float(d), "low": float(lo), "high": float(hi), "verdict": verdict(lo, hi)}
+
+
+def verdict(low: float, high: float) -> str:
+  """"shown" when the 95% interval of a difference lies above 0, "contradicted" below, else
+  "inconclusive"."""
+  return "shown" if low > 0 else "contradicted" if high < 0 else "inconclusive"
 
 
 def history(run: dict, key: str) -> tuple[np.ndarray, np.ndarray]:

@@ -39,17 +39,14 @@ def _claim(name, paper, a, b, k, eval_set="test", label_a="", label_b=""):
   return (name, paper, text, c["verdict"] if c else "inconclusive (no per-maze counts)")
 
 
-def _late_solved_any(runs) -> list[dict]:
-  """Stand-ins for :func:`analysis.compare`: per seed, the batch fraction of mazes with >= 1
-  success over the last quarter of steps; the items are the steps (every run sees the same
-  mazes at a step, so the comparison is paired by step)."""
-  out = []
+def _late_solved_any(runs) -> np.ndarray:
+  """``[seeds, steps]``: each run's batch fraction of mazes with >= 1 success over its last
+  quarter of steps; every run sees the same mazes at a step, so the steps pair the runs."""
+  rows = []
   for r in runs:
-    steps, vals = analysis.history(r, "train/frac_any_success")
-    q = vals[len(vals) - max(1, len(vals) // 4):]
-    out.append({"summary": {"eval": {"eval/late/pass@1": float(q.mean()) if len(q) else 0.0}},
-                "counts": None, "late": q})
-  return out
+    _, vals = analysis.history(r, "train/frac_any_success")
+    rows.append(vals[len(vals) - max(1, len(vals) // 4):])
+  return np.stack(rows)
 
 
 def maze_claims(sweep: Mapping[str, Any]) -> list[tuple[str, str, str, str]]:
@@ -88,11 +85,10 @@ def maze_claims(sweep: Mapping[str, Any]) -> list[tuple[str, str, str, str]]:
   for n in ns:
     for other in ("grpo", "rloo"):
       if ("maxrl", n) in g and (other, n) in g:
-        a, b = _late_solved_any(g[("maxrl", n)]), _late_solved_any(g[(other, n)])
-        ma, mb = np.stack([x["late"] for x in a]), np.stack([x["late"] for x in b])
+        ma, mb = _late_solved_any(g[("maxrl", n)]), _late_solved_any(g[(other, n)])
         if ma.shape[1] == mb.shape[1] and ma.shape[1] > 1:
           d, lo, hi = metrics_lib.two_level_bootstrap_ci(ma, mb, num_resamples=2000)
-          verdict = "shown" if lo > 0 else "contradicted" if hi < 0 else "inconclusive"
+          verdict = analysis.verdict(lo, hi)
           claims.append((f"Figure 12: MaxRL solves more training mazes at least once than "
                          f"{other.upper()} at N = {n} (last quarter of steps)",
                          "MaxRL's fraction stays higher (Figure 12)",

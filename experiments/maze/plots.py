@@ -160,7 +160,7 @@ def figure_passk_vs_steps(sweep: dict, path: str, eval_set: str = "test") -> str
   for i, k in enumerate(ks):
     for j, n in enumerate(ns):
       ax = axes[i][j]
-      for (est, gn, lr), members in _all_groups(sweep).items():
+      for (est, gn, lr), members in analysis.groups(sweep, complete_only=False).items():
         if gn == n:
           label = est if lr is None else f"{est} lr={lr:g}"
           _plot_group(ax, members, f"eval/{eval_set}/pass@{k}", _color(est), label,
@@ -180,20 +180,12 @@ def figure_passk_vs_steps(sweep: dict, path: str, eval_set: str = "test") -> str
   return path
 
 
-def _all_groups(sweep: dict) -> dict:
-  """Every run (complete or not) grouped by (estimator, N, lr), sorted by estimator."""
-  out: dict = {}
-  for r in sweep["runs"].values():
-    out.setdefault((r["estimator"], r["n"], r["lr"]), []).append(r)
-  return dict(sorted(out.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2] or 0.0)))
-
-
 def figure_solved_any_vs_steps(sweep: dict, path: str, window: int = 10) -> str | None:
   """Paper Figure 12 (maze panel): the fraction of training mazes with at least one success
   among their N rollouts, against RL steps (moving average over ``window`` steps, mean over
   seeds)."""
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  groups = {key: rs for key, rs in _all_groups(sweep).items()
+  groups = {key: rs for key, rs in analysis.groups(sweep, complete_only=False).items()
             if any("train/frac_any_success" in rec for r in rs for rec in r["history"])}
   if not groups:
     return None
@@ -238,7 +230,7 @@ def figure_data_scarce(sweep: dict, path: str) -> str | None:
   for i, k in enumerate(sorted({1, kmax})):
     for j, eval_set in enumerate(sets):
       ax = axes[i][j]
-      for (est, n, _), members in _all_groups(sweep).items():
+      for (est, n, _), members in analysis.groups(sweep, complete_only=False).items():
         _plot_group(ax, members, f"eval/{eval_set}/pass@{k}", _color(est), f"{est} (N={n})")
       ax.set_title(f"{eval_set} mazes: pass@{k}", fontsize=9)
       ax.grid(alpha=0.3)
