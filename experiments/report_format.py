@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from typing import Any, Sequence
+
+from maxrl_jax.train import files
 
 
 def verdict_cell(ok: bool | str | None) -> str:
@@ -58,3 +61,31 @@ def figures(paths: Sequence[str], base: str, report_dir: str) -> str:
 def claims_table(rows: Sequence[tuple[str, str, str, bool | None]]) -> str:
   return markdown_table(["claim", "paper / theory", "this run", "shown here?"],
                         [(c, p, t, verdict_cell(ok)) for c, p, t, ok in rows])
+
+
+def publish(report_path: str, dest: str, name: str, prefix: str = "") -> str:
+  """Copies ``report_path`` and every figure it links into ``dest`` (``dest/figures/``).
+
+  The copy is ``dest/<name>``, with its image links rewritten to the copied figures; used to put
+  the latest report beside the README (``--publish=docs``). ``prefix`` starts every copied
+  figure's name (to keep two reports' figures of the same name apart in one ``dest``).
+  """
+  src_dir = files.as_path(report_path).parent
+  text = files.as_path(report_path).read_text()
+
+  used: dict[str, str] = {}
+
+  def _copy(match):
+    alt, rel = match.group(1), match.group(2)
+    name = os.path.basename(rel)
+    if used.get(name, rel) != rel:  # the same file name from another experiment's figures
+      name = f"{rel.split('/')[0]}_{name}"
+    used[name] = rel
+    target = os.path.join("figures", prefix + name)
+    files.write_bytes(files.as_path(dest) / target, (src_dir / rel).read_bytes())
+    return f"![{alt}]({target})"
+
+  text = re.sub(r"!\[([^\]]*)\]\(([^)]+)\)", _copy, text)
+  out = os.path.join(dest, name)
+  files.write_text(out, text)
+  return out

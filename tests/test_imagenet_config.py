@@ -176,15 +176,19 @@ def test_cpu_long_preset():
   c = config_lib.get_config("cpu_long")
   cpu = config_lib.get_config("cpu")
   validation.validate(c, mesh_lib.make_mesh(jax.devices()[:1]))
-  assert c.seeds == (0, 1, 2) and c.optim.num_steps == 1500
-  assert [r["name"] for r in c.runs] == [r["name"] for r in cpu.runs] + ["grpo_n128", "grpo_n1024"]
+  assert c.seeds == (0, 1, 2) and c.optim.num_steps == cpu.optim.num_steps == 1500
+  names = [r["name"] for r in c.runs]
+  assert names == ["cross_entropy", "maxrl_n16", "maxrl_n128", "maxrl_n1024", "reinforce_n1024",
+                   "grpo_n128", "grpo_n1024"]
+  # The main job's runs are cpu_long's, with the same settings (its seed 0 trains them alike).
+  assert [r for r in c.runs if r["name"] in [r["name"] for r in cpu.runs]] == list(cpu.runs)
   assert {(r["objective"], r["num_rollouts"]) for r in c.runs[-2:]} == {("grpo", 128),
                                                                          ("grpo", 1024)}
-  assert "grpo_n1024" in c.analysis.runs
+  assert "grpo_n1024" in c.analysis.runs and c.analysis.step == cpu.analysis.step == 300
   assert len(steps.trained_runs(c)) == 7 * 3 and steps.trained_runs(c)[-1]["dir"] == "grpo_n1024_s2"
   # Everything else is the cpu comparison's.
   diff = {f for f, _, _ in stage_lib.config_diff(cpu, c)}
-  assert diff == {"seeds", "optim.num_steps", "runs", "analysis.runs", "preset"}
+  assert diff == {"seeds", "runs", "analysis.runs", "preset"}
   validation.validate_schedule(c, steps.schedule_steps(c, 500 * 24)[1])
 
 

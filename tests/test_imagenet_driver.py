@@ -12,6 +12,7 @@ from experiments.imagenet import config as config_lib
 from experiments.imagenet import evaluate
 from experiments.imagenet import steps
 from experiments.imagenet import train
+from maxrl_jax.train import files
 from maxrl_jax.train import logs
 from maxrl_jax.train import loop
 from maxrl_jax.train import mesh as mesh_lib
@@ -270,3 +271,40 @@ def test_report_match_bar_is_95_percent_of_cross_entropy_from_seed_means(tmp_pat
   assert "ratio 0.936; per-seed ratios 0.8 to 1.05" in row(text)
   assert row(text).endswith("**no** |") and "from seed means" in text
   assert "0.515 [0.4, 0.63]" in text  # the table: mean [min, max] over seeds
+
+
+def test_report_puts_the_papers_numbers_beside_and_checks_grpo(tmp_path):
+  from experiments.imagenet import claims  # pylint: disable=g-import-not-at-top
+  summary = _report_summary([0.5, 0.7], [0.48, 0.66], (0, 1))
+  for name, n, values in (("grpo_n128", 128, [0.01, 0.03]), ("grpo_n1024", 1024, [0.2, 0.4])):
+    dirs = [steps.run_dir_name(name, s, 2) for s in (0, 1)]
+    for d, s, v in zip(dirs, (0, 1), values):
+      summary["runs"][d] = {"objective": "grpo", "num_rollouts": n, "step": 10, "complete": True,
+                            "run": name, "seed": s, "learning_rate": 0.1, "eval/pass@1": v,
+                            "eval/pass@128": 0.9, "eval/top1": 0.5, "eval/mean_log_p": -2.0}
+    summary["aggregate"][name] = {"seeds": [0, 1], "dirs": dirs}
+  summary["num_classes"] = 500
+  text = claims.imagenet_section(summary, str(tmp_path), str(tmp_path))
+  # Paper beside this run, in percent: seed mean [min, max].
+  row = next(l for l in text.splitlines() if l.startswith("| maxrl_n1024 | 59.6 |"))
+  assert row == "| maxrl_n1024 | 59.6 | 57 [48, 66] | 93.5 | 90 [90, 90] | ~70 | 50 [50, 50] |"
+  assert "| grpo_n1024 | ~48 | 30 [20, 40] |" in text
+  assert "the numbers are not" in text  # generated data: labelled as not comparable
+  verdict = lambda key: next(l for l in text.splitlines() if key in l).rsplit("|", 2)[1].strip()
+  assert verdict("GRPO below MaxRL at the same N=1024") == "**yes**"  # 0.3 < 0.57
+  assert verdict("GRPO's validation pass@1 grows with N") == "**yes**"  # 0.02 < 0.3
+  # The stand-alone writer refuses an incomplete comparison and writes a complete one, headed
+  # by its command; main() publishes it with its figures beside the output name.
+  files.write_json(tmp_path / "w" / "summary.json", dict(summary, complete=False))
+  with pytest.raises(ValueError, match="no complete comparison summary"):
+    claims.write_markdown(str(tmp_path / "w"), str(tmp_path / "out.md"))
+  summary.update(preset="cpu_long", figures=["figures/imagenet_curves.png"])
+  files.write_json(tmp_path / "w" / "summary.json", summary)
+  files.write_bytes(tmp_path / "w" / "figures" / "imagenet_curves.png", b"png")
+  out = claims.main([str(tmp_path / "w"), str(tmp_path / "docs" / "long.md")])
+  text = open(out).read()
+  assert text.startswith("# The ImageNet-style comparison `cpu_long`")
+  assert "--config=experiments/imagenet/config.py:cpu_long --workdir=" in text
+  assert "![imagenet_curves.png](figures/long_imagenet_curves.png)" in text
+  assert (tmp_path / "docs" / "figures" / "long_imagenet_curves.png").read_bytes() == b"png"
+  assert "| grpo_n1024 | ~48 | 30 [20, 40] |" in text
