@@ -292,7 +292,19 @@ def test_report_puts_the_papers_numbers_beside_and_checks_grpo(tmp_path):
   assert "the numbers are not" in text  # generated data: labelled as not comparable
   verdict = lambda key: next(l for l in text.splitlines() if key in l).rsplit("|", 2)[1].strip()
   assert verdict("GRPO below MaxRL at the same N=1024") == "**yes**"  # 0.3 < 0.57
-  assert verdict("GRPO's validation pass@1 grows with N") == "**yes**"  # 0.02 < 0.3
+  assert verdict("GRPO's validation pass@1 grows with N") == "**yes**"  # [.01, .03] < [.2, .4]
+  assert verdict("GRPO with the most rollouts (N=1024) learns") == "**yes**"  # 0.3 > 3/500
+  # Overlapping seed ranges do not show growth; a GRPO run at 1/C has not learned.
+  for d, v in (("grpo_n1024_s0", 0.002), ("grpo_n1024_s1", 0.0021)):
+    summary["runs"][d]["eval/pass@1"] = v
+  summary["runs"]["grpo_n128_s1"]["eval/pass@1"] = 0.0015
+  text2 = claims.imagenet_section(summary, str(tmp_path), str(tmp_path))
+  verdict2 = lambda key: next(l for l in text2.splitlines() if key in l).rsplit("|", 2)[1].strip()
+  assert verdict2("GRPO's validation pass@1 grows with N") == "**no**"  # [.0015,.01] vs [.002,.0021]
+  assert "disjoint seed ranges required" in text2
+  assert verdict2("GRPO with the most rollouts (N=1024) learns") == "**no**"
+  for d, v in (("grpo_n1024_s0", 0.2), ("grpo_n1024_s1", 0.4), ("grpo_n128_s1", 0.03)):
+    summary["runs"][d]["eval/pass@1"] = v
   # The stand-alone writer refuses an incomplete comparison and writes a complete one, headed
   # by its command; main() publishes it with its figures beside the output name.
   files.write_json(tmp_path / "w" / "summary.json", dict(summary, complete=False))
