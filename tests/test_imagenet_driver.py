@@ -17,6 +17,7 @@ from maxrl_jax.train import logs
 from maxrl_jax.train import loop
 from maxrl_jax.train import mesh as mesh_lib
 from maxrl_jax.train import stage as stage_lib
+from maxrl_jax.train.errors import NonFiniteError
 
 
 @pytest.fixture(scope="module")
@@ -321,3 +322,73 @@ def test_report_puts_the_papers_numbers_beside_and_checks_grpo(tmp_path):
   assert "![imagenet_curves.png](figures/long_imagenet_curves.png)" in text
   assert (tmp_path / "docs" / "figures" / "long_imagenet_curves.png").read_bytes() == b"png"
   assert "| grpo_n1024 | ~48 | 30 [20, 40] |" in text
+
+
+def test_lr_sweep_records_a_diverged_training_and_goes_on(data_dir, tmp_path, monkeypatch):
+  """A sweep's non-finite training is recorded (diverged.json), never the best rate, not
+  retrained by a rerun with the same config; outside a sweep it stops the comparison."""
+  calls = []
+
+  def stub(config, workdir, **kwargs):
+    lr, seed = float(config.optim.learning_rate), int(config.seed)
+    calls.append((config.run.name, lr, seed))
+    if lr == 1.0 and (config.run.objective == "cross_entropy" or seed == 1):
+      with logs.MetricWriter(workdir, enabled=True, tensorboard=False) as writer:
+        writer.write_scalars(4, {"loss": 3.0, "train/pass_rate": 0.05})  # before it diverged
+      raise NonFiniteError(6, "loss", float("nan"))
+    return _stub_train_run(config, workdir, **kwargs)
+
+  monkeypatch.setattr(train, "train_run", stub)
+  config = _smoke(data_dir)
+  config.seeds = (0, 1)
+  config.sweep_learning_rates = (0.03, 0.3, 1.0)
+  config.analysis.runs = ()
+  workdir = tmp_path / "sweep"
+  summary = comparison.run(config, str(workdir), devices=_one_device())
+  assert summary["complete"] and len(calls) == 2 * 3 * 2
+  assert summary["runs"]["cross_entropy_lr1_s0"]["diverged"] == {
+      "step": 6, "metric": "loss", "value": "nan"}
+  assert "eval/pass@1" not in summary["runs"]["cross_entropy_lr1_s0"]
+  assert "diverged" not in summary["runs"]["maxrl_n8_lr1_s0"]
+  record = json.loads((workdir / "maxrl_n8_lr1_s1" / comparison.DIVERGED_FILE).read_text())
+  assert record["step"] == 6 and record["config"]["optim"]["learning_rate"] == 1.0
+  agg = summary["aggregate"]
+  assert agg["cross_entropy_lr1"]["diverged_seeds"] == [0, 1]
+  assert agg["maxrl_n8_lr1"]["diverged_seeds"] == [1]
+  assert np.isnan(agg["maxrl_n8_lr1"]["eval/pass@1"]["mean"])
+  sweep = summary["lr_sweep"]["runs"]
+  assert sweep["cross_entropy"]["diverged"] == ["1"] and sweep["maxrl_n8"]["diverged"] == ["1"]
+  assert sweep["cross_entropy"]["best_learning_rate"] == 0.3  # 1.0 is never a candidate
+  assert sweep["maxrl_n8"]["best_learning_rate"] == 0.3
+  table = (workdir / comparison.LR_SWEEP_TABLE).read_text()
+  assert table.count("| diverged |") == 2  # lr 1 of both runs: no mean over the seeds
+  # A rerun with the same config does not train the diverged runs again.
+  calls.clear()
+  assert comparison.run(config, str(workdir), devices=_one_device())["complete"]
+  diverged = {"cross_entropy_lr1_s0", "cross_entropy_lr1_s1", "maxrl_n8_lr1_s1"}
+  assert len(calls) == 12 - 3 and not diverged & {c[0] for c in calls}
+  # A changed run config trains them again.
+  config.optim.momentum = 0.8
+  calls.clear()
+  comparison.run(config, str(workdir), devices=_one_device())
+  assert diverged <= {c[0] for c in calls}
+  # Outside a sweep a non-finite training stops the comparison.
+  config.sweep_learning_rates = ()
+  config.runs = [dict(name="cross_entropy", objective="cross_entropy", num_rollouts=1,
+                      learning_rate=1.0)]
+  with pytest.raises(NonFiniteError, match="non-finite loss=nan at step 6"):
+    comparison.run(config, str(tmp_path / "plain"), devices=_one_device())
+
+
+@pytest.mark.slow
+def test_real_diverging_rate_is_recorded_by_the_sweep(data_dir, tmp_path):
+  """Through the real training: a learning rate of 1e9 turns the loss non-finite."""
+  config = _smoke(data_dir)
+  config.sweep_learning_rates = (0.1, 1e9)
+  config.runs = [dict(name="maxrl_n8", objective="maxrl", num_rollouts=8)]
+  config.analysis.runs = ()
+  summary = comparison.run(config, str(tmp_path / "w"), devices=_one_device())
+  assert summary["complete"] and "diverged" not in summary["runs"]["maxrl_n8_lr0.1"]
+  assert summary["runs"]["maxrl_n8_lr1e+09"]["diverged"]["metric"] in ("loss", "grad_norm")
+  assert summary["lr_sweep"]["runs"]["maxrl_n8"]["best_learning_rate"] == 0.1
+  assert "| diverged |" in (tmp_path / "w" / comparison.LR_SWEEP_TABLE).read_text()

@@ -8,6 +8,11 @@ and stops at the first preempted training. With ``config.sweep_learning_rates`` 
 writes the curves and pass@k figures (seed means, min-max bands), the learning-rate figure and
 table of a sweep, runs the gradient-norm analysis on the first seed's runs (Figure 8; on every
 process, files from process 0) and ``<workdir>/summary.json``.
+
+In a learning-rate sweep a training whose loss or gradient norm turns non-finite (appendix D.2's
+rates go up to 1.0) does not stop the sweep: it is recorded in ``<run>/diverged.json`` and
+counted as finished without a final evaluation (the table says "diverged"); outside a sweep it
+stops the comparison, with the last good checkpoint kept.
 """
 
 from __future__ import annotations
@@ -32,8 +37,10 @@ from maxrl_jax.train import logs
 from maxrl_jax.train import loop
 from maxrl_jax.train import mesh as mesh_lib
 from maxrl_jax.train import stage as stage_lib
+from maxrl_jax.train.errors import NonFiniteError
 
 SUMMARY_FILE = "summary.json"
+DIVERGED_FILE = "diverged.json"
 LR_SWEEP_TABLE = "lr_sweep.md"
 SWEEP_METRIC = "eval/pass@1"  # The sweep's choice of the best learning rate (final, validation).
 
@@ -44,7 +51,34 @@ def _run_entry(run: dict, result: stage_lib.StageResult) -> dict[str, Any]:
            "step": int(result.step), "complete": result.complete, "run": str(run["name"]),
            "seed": int(run["seed"]), "learning_rate": float(run["learning_rate"])}
   entry.update(result.summary.get("eval", {}))
+  if result.summary.get("diverged"):
+    entry["diverged"] = {k: v for k, v in result.summary["diverged"].items() if k != "config"}
   return entry
+
+
+def _train(config, run: dict, workdir, **kwargs) -> stage_lib.StageResult:
+  """``train.train_run`` of one training; in a learning-rate sweep a non-finite loss or gradient
+  norm is recorded in ``<workdir>/diverged.json`` (step, metric, value, the run's config) and
+  returned as a finished training without evaluation, and a rerun with the same run config
+  returns that record without training again."""
+  run_config = steps.run_config(config, run)
+  if not config.get("sweep_learning_rates", ()):
+    return train.train_run(run_config, workdir, **kwargs)
+  as_dict = logs.config_to_dict(run_config)
+  marker = files.as_path(workdir) / DIVERGED_FILE
+  record = files.read_json(marker)
+  if not (record and not stage_lib.config_diff(record["config"], as_dict)):
+    try:
+      return train.train_run(run_config, workdir, **kwargs)
+    except NonFiniteError as e:
+      record = {"step": int(e.step), "metric": str(e.name), "value": str(e.value),
+                "config": as_dict}
+      if mesh_lib.is_chief():
+        files.write_json(marker, record)
+      print(f"[{run['dir']}] diverged at step {e.step} ({e.name}={e.value}); the sweep goes on",
+            flush=True)
+  return stage_lib.StageResult(None, int(record["step"]), loop.COMPLETED,
+                               {"complete": True, "diverged": record})
 
 
 def _stats(values: Sequence[float]) -> dict[str, float | None]:
@@ -58,9 +92,10 @@ def aggregate(config, entries: Mapping[str, Mapping[str, Any]]) -> dict[str, dic
   """Per comparison run: its final evaluation over seeds.
 
   ``{run name: {"objective", "num_rollouts", "learning_rate", "seeds", "dirs",
-  "eval/<metric>": {"mean", "min", "max", "std"}, "pass_at_k": {k: {...}}}}`` for every
-  ``eval/*`` number of the trainings' entries (``entries``: the summary's ``runs``, by
-  directory); ``std`` is the sample standard deviation over seeds (None with one seed).
+  "eval/<metric>": {"mean", "min", "max", "std"}, "pass_at_k": {k: {...}}, "diverged_seeds"}}``
+  for every ``eval/*`` number of the trainings' entries (``entries``: the summary's ``runs``, by
+  directory; a diverged training counts as nan); ``std`` is the sample standard deviation over
+  seeds (None with one seed).
   """
   out: dict[str, dict[str, Any]] = {}
   for r in steps.comparison_runs(config):
@@ -70,12 +105,14 @@ def aggregate(config, entries: Mapping[str, Mapping[str, Any]]) -> dict[str, dic
                            "learning_rate": r["learning_rate"],
                            "seeds": [t["seed"] for t in trained],
                            "dirs": [t["dir"] for t in trained]}
-    keys = [k for k, v in per_seed[0].items()
-            if k.startswith("eval/") and isinstance(v, (int, float))]
-    for k in keys:
-      agg[k] = _stats([e[k] for e in per_seed])
-    ks = per_seed[0].get("pass_at_k", {})
-    agg["pass_at_k"] = {k: _stats([e["pass_at_k"][k] for e in per_seed]) for k in ks}
+    keys = sorted({k for e in per_seed for k, v in e.items()
+                   if k.startswith("eval/") and isinstance(v, (int, float))})
+    for k in keys:  # A diverged training has no evaluation: nan, never a best value.
+      agg[k] = _stats([e.get(k, math.nan) for e in per_seed])
+    ks = next((e["pass_at_k"] for e in per_seed if e.get("pass_at_k")), {})
+    agg["pass_at_k"] = {k: _stats([e.get("pass_at_k", {}).get(k, math.nan) for e in per_seed])
+                        for k in ks}
+    agg["diverged_seeds"] = [t["seed"] for t, e in zip(trained, per_seed) if e.get("diverged")]
     out[r["name"]] = agg
   return out
 
@@ -84,9 +121,10 @@ def lr_sweep_summary(config, agg: Mapping[str, Mapping[str, Any]]) -> dict[str, 
   """The learning-rate sweep per run of ``config.runs`` (an objective and its N).
 
   ``{"metric", "learning_rates", "runs": {name: {"objective", "num_rollouts", "by_rate":
-  {rate: {"mean", "min", "max", "std"}}, "best_learning_rate", "best", "best_run"}}}``: the
-  best rate has the highest seed-mean final validation pass@1 (rates whose value is not finite,
-  e.g. a diverged run, are not candidates; ``best_learning_rate`` is None if none is).
+  {rate: {"mean", "min", "max", "std"}}, "diverged": [rates with a diverged seed],
+  "best_learning_rate", "best", "best_run"}}}``: the best rate has the highest seed-mean final
+  validation pass@1 (rates whose value is not finite, e.g. a diverged run, are not candidates;
+  ``best_learning_rate`` is None if none is).
   """
   rates = [float(lr) for lr in config.sweep_learning_rates]
   out: dict[str, Any] = {"metric": SWEEP_METRIC, "learning_rates": rates, "runs": {}}
@@ -96,9 +134,11 @@ def lr_sweep_summary(config, agg: Mapping[str, Mapping[str, Any]]) -> dict[str, 
     finite = {lr: float(v["mean"]) for lr, v in zip(rates, by_rate.values())
               if v is not None and math.isfinite(v["mean"])}
     best = max(finite, key=finite.get) if finite else None
+    diverged = [f"{lr:g}" for lr in rates
+                if agg[steps.lr_run_name(r["name"], lr)].get("diverged_seeds")]
     out["runs"][str(r["name"])] = {
         "objective": str(r["objective"]), "num_rollouts": int(r.get("num_rollouts", 1)),
-        "by_rate": by_rate, "best_learning_rate": best,
+        "by_rate": by_rate, "diverged": diverged, "best_learning_rate": best,
         "best": finite.get(best) if best is not None else None,
         "best_run": steps.lr_run_name(r["name"], best) if best is not None else None}
   return out
@@ -115,6 +155,8 @@ def lr_sweep_table(sweep: Mapping[str, Any]) -> str:
     for lr in rates:
       v = r["by_rate"].get(f"{lr:g}")
       text = "-" if v is None else f"{v['mean']:.4g}"
+      if f"{lr:g}" in r.get("diverged", ()):  # at least one seed diverged
+        text = "diverged" if v is None or not math.isfinite(v["mean"]) else text + " (diverged)"
       cells.append(f"**{text}**" if lr == r["best_learning_rate"] else text)
     best = "-" if r["best_learning_rate"] is None else f"{r['best_learning_rate']:g}"
     lines.append(f"| {name} | " + " | ".join(cells) + f" | {best} |")
@@ -159,8 +201,8 @@ def run(config, workdir, devices: Sequence[jax.Device] | None = None,
   stopped = loop.COMPLETED
   trained = steps.trained_runs(config)
   for r in trained:
-    result = train.train_run(steps.run_config(config, r), root / r["dir"], mesh=mesh,
-                             builder=builder, memory=memory, guard=guard)
+    result = _train(config, r, root / r["dir"], mesh=mesh, builder=builder, memory=memory,
+                    guard=guard)
     runs[r["dir"]] = _run_entry(r, result)
     if result.preempted:
       stopped = loop.PREEMPTED
