@@ -12,6 +12,7 @@ reproduction report) and, for a comparison run on its own, by
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from typing import Any, Mapping
@@ -70,8 +71,9 @@ def _values(run: Mapping[str, Any], key: str) -> list[float]:
 
 
 def _seed_mean(run: Mapping[str, Any], key: str) -> float:
+  """The mean over seeds (nan if no seed has the value, e.g. every seed diverged)."""
   values = _values(run, key)
-  return sum(values) / len(values)
+  return sum(values) / len(values) if values else math.nan
 
 
 def _seed_cell(run: Mapping[str, Any], key: str, scale: float = 1.0, digits: int = 4) -> str:
