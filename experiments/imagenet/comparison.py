@@ -67,7 +67,7 @@ def _train(config, run: dict, workdir, **kwargs) -> stage_lib.StageResult:
   as_dict = logs.config_to_dict(run_config)
   marker = files.as_path(workdir) / DIVERGED_FILE
   record = files.read_json(marker)
-  if not (record and not stage_lib.config_diff(record["config"], as_dict)):
+  if not record or stage_lib.config_diff(record["config"], as_dict):  # none for this config
     try:
       return train.train_run(run_config, workdir, **kwargs)
     except NonFiniteError as e:
