@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import os
 import sys
@@ -139,7 +140,6 @@ def maze_parts(p: dict, out: dict, save, deadline: float):
   # 2-3. RL steps.
   rl = config.rl
   rl_spec = steps.optimizer_spec(rl)
-  ms = steps.methods(config)
   n = int(p["rl_n"])
   index = jnp.asarray(0, jnp.int32)
 
@@ -152,10 +152,11 @@ def maze_parts(p: dict, out: dict, save, deadline: float):
     sm = min(int(rl.sample_mazes or batch), batch)
     gm = min(int(rl.grad_mazes or batch), batch)
     make = steps.rl_program.__wrapped__  # a fresh closure: traced under the patch below
-    program = make(task, model_cfg, rl_spec, n, ms, float(rl.temperature), mesh,
-                   steps.compile_options(config), sm, gm, str(rl.loss_aggregation))
+    spec = dataclasses.replace(steps.rl_program_spec(config, batch, n), sample_mazes=sm,
+                               grad_mazes=gm, loss_lengths=())
+    program = make(task, model_cfg, rl_spec, spec, mesh, steps.compile_options(config))
     key = steps.rl_key(config)
-    st = steps.init_state(sft_params, steps.make_optimizer(rl_spec), mesh)
+    st = steps.init_state(sft_params, steps.make_optimizer(rl_spec, spec.loss_scale), mesh)
     grids = task.chunk_grids("rl", 0, 1, batch)
     step_ids = jnp.zeros((1,), jnp.int32)
     t0 = time.perf_counter()

@@ -17,7 +17,7 @@ and verify_speedup_over_python = verify / python_verify; and per generator size 
 the seconds to compile and to generate a batch of mazes with each generator variant, the
 mazes per second and the microseconds per cell (the generator costs O(m^2) per maze, m^2 =
 cells, so us_per_cell should stay about flat across sizes; the batch shrinks as the size grows,
-which is what used to make the vectorised loop superlinear, see ``maze.core._map_is_faster``).
+which is what used to make the vectorised loop superlinear, see ``maze.generators._map_is_faster``).
 """
 
 import argparse

@@ -9,7 +9,9 @@ bytes; ``compiled.memory_analysis()``) and its FLOP count (``compiled.cost_analy
 * maze (paper section 6.2): the SFT step (batch 32, 17x17); the RL step of the scaling sweep
   (256 mazes x N = 128, Figure 3) and of the default setting (32 x 128, Table 3), each ONE step of
   the driver's ``rl_program`` chunk with the preset's ``rl.sample_mazes`` / ``rl.grad_mazes``
-  micro-batches; one evaluation call (``eval.mazes_per_call`` x ``eval.samples_per_call``);
+  micro-batches and loss aggregation (verl's per-micro-batch token-mean); the SFT and RL steps
+  again in float16 with the dynamic loss scale (``*_fp16``: the authors' RL precision); one
+  evaluation call (``eval.mazes_per_call`` x ``eval.samples_per_call``);
 * ImageNet (paper section 6.1): the ResNet-50 train step at batch 256, 224x224, cross-entropy and
   MaxRL with N = 1024.
 
@@ -52,6 +54,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import inspect
 import json
 import os
@@ -68,7 +71,8 @@ import numpy as np  # noqa: E402
 GIB = float(1 << 30)
 BUDGET_GIB = 40.0
 TYPICAL_RESPONSE = 30  # tokens: shortest path (~28-30 moves at 17x17) + DONE
-MAZE_PROGRAMS = ("maze_sft", "maze_rl_sweep", "maze_rl_table3", "maze_eval")
+MAZE_PROGRAMS = ("maze_sft", "maze_rl_sweep", "maze_rl_table3", "maze_eval", "maze_sft_fp16",
+                 "maze_rl_sweep_fp16", "maze_rl_table3_fp16")
 IMAGENET_PROGRAMS = ("imagenet_ce", "imagenet_maxrl_n1024")
 PROGRAMS = MAZE_PROGRAMS + IMAGENET_PROGRAMS
 
@@ -128,6 +132,11 @@ def row(name, compiled, seconds, **extra) -> dict:
 # --------------------------------------------------------------------------------------------
 # Maze.
 
+def steps_lib_maze():
+  from experiments.maze import steps
+  return steps
+
+
 def maze_setup(preset: str = "paper", **overrides):
   """``(config, task, model_cfg)`` of a maze preset (``overrides``: dotted config fields)."""
   from experiments.maze import config as config_lib
@@ -141,35 +150,38 @@ def maze_setup(preset: str = "paper", **overrides):
   return config, task, steps.decoder_config(config, task)
 
 
-def maze_state_spec(model_cfg, opt_spec):
+def maze_state_spec(model_cfg, opt_spec, loss_scale=None):
+  """Abstract ``TrainState`` (``loss_scale``: ``steps.loss_scale_spec``, float16's scaler)."""
   from experiments.maze import steps
   from maxrl_jax.models import transformer
   from maxrl_jax.train.state import TrainState
   params = jax.eval_shape(lambda: transformer.init_params(jax.random.key(0), model_cfg))
-  opt = jax.eval_shape(steps.make_optimizer(opt_spec).init, params)
+  opt = jax.eval_shape(steps.make_optimizer(opt_spec, loss_scale).init, params)
   return TrainState(params, opt)
 
 
 def maze_sft(config, task, model_cfg, mesh):
   from experiments.maze import steps
+  scale = steps.loss_scale_spec(config)
   program = steps.sft_program(task, model_cfg, steps.optimizer_spec(config.sft), mesh,
-                              steps.compile_options(config))
+                              steps.compile_options(config), scale)
   b, s = int(config.sft.batch_size), task.size
-  return compile_abstract(program, maze_state_spec(model_cfg, steps.optimizer_spec(config.sft)),
-                          spec((1, b, s, s), np.int8))
+  return compile_abstract(program, maze_state_spec(model_cfg, steps.optimizer_spec(config.sft),
+                                                   scale), spec((1, b, s, s), np.int8))
 
 
 def maze_rl(config, task, model_cfg, mesh, batch: int, n: int):
-  """One step (a chunk of length 1) of the driver's RL program, the preset's micro-batches."""
+  """One step (a chunk of length 1) of the driver's RL program, the preset's micro-batches,
+  loss aggregation (verl's micro-batches at ``batch`` x ``n``) and precision."""
   from experiments.maze import steps
   rl = config.rl
-  ms = steps.methods(config)
-  program = steps.rl_program(
-      task, model_cfg, steps.optimizer_spec(rl), n, ms, float(rl.temperature), mesh,
-      steps.compile_options(config), int(rl.sample_mazes or batch), int(rl.grad_mazes or batch),
-      str(rl.loss_aggregation))
+  # The loss on the full response length (rl.loss_lengths' largest branch: the worst case).
+  program_spec = dataclasses.replace(steps.rl_program_spec(config, batch, n), loss_lengths=())
+  program = steps.rl_program(task, model_cfg, steps.optimizer_spec(rl), program_spec, mesh,
+                             steps.compile_options(config))
   s = task.size
-  return compile_abstract(program, maze_state_spec(model_cfg, steps.optimizer_spec(rl)),
+  return compile_abstract(program, maze_state_spec(model_cfg, steps.optimizer_spec(rl),
+                                                   program_spec.loss_scale),
                           spec((1,), np.int32), spec((1, batch, s, s), np.int8),
                           spec((), np.int32), key_spec())
 
@@ -261,9 +273,13 @@ def rl_pieces(config, task, model_cfg, *, response_len: int, share_prompt: bool)
   out = sampling.SampleOutput(spec((g, n, length), np.int32), spec((g, n, length), np.float32),
                               spec((g, n, length), np.float32))
 
+  # One micro-batch of the FLOP accounting is one accumulation chunk; verl's micro-batch
+  # token-mean differs from the token-mean only in scalar normalisers (same FLOPs).
+  aggregation = str(config.rl.loss_aggregation).replace("microbatch_token_mean", "token_mean")
+
   def update(st, prompts, out, adv):
     return steps.rl_update(st, prompts, out, adv, model_cfg=cfg, optimizer=optimizer,
-                           grad_mazes=g, aggregation=str(config.rl.loss_aggregation))
+                           grad_mazes=g, aggregation=aggregation)
 
   patch = (contextlib.nullcontext() if share_prompt else
            mock.patch.object(sampling, "response_logprobs", sampling.response_logprobs_naive))
@@ -413,23 +429,32 @@ def run(programs=PROGRAMS, flops: bool = True, log=None) -> dict:
   if any(p in MAZE_PROGRAMS for p in programs):
     config, task, model_cfg = maze_setup("paper")
     mesh = one_device_mesh()
-    if "maze_sft" in programs:
-      log("compiling maze_sft")
-      c, s = maze_sft(config, task, model_cfg, mesh)
-      result["programs"].append(row("maze_sft", c, s, batch=int(config.sft.batch_size),
-                                    maze_size=task.size, remat=model_cfg.remat))
-    for name, preset, batch in (("maze_rl_sweep", "paper", 256),
-                                ("maze_rl_table3", "paper_table3", 32)):
+    for name, dtype in (("maze_sft", "bfloat16"), ("maze_sft_fp16", "float16")):
+      if name in programs:
+        log(f"compiling {name}")
+        cfg_d, task_d, mcfg_d = maze_setup("paper", **{"model.dtype": dtype})
+        c, s = maze_sft(cfg_d, task_d, mcfg_d, mesh)
+        result["programs"].append(row(name, c, s, batch=int(cfg_d.sft.batch_size),
+                                      maze_size=task_d.size, remat=mcfg_d.remat, dtype=dtype))
+    for name, preset, batch, dtype in (
+        ("maze_rl_sweep", "paper", 256, "bfloat16"),
+        ("maze_rl_table3", "paper_table3", 32, "bfloat16"),
+        ("maze_rl_sweep_fp16", "paper", 256, "float16"),
+        ("maze_rl_table3_fp16", "paper_table3", 32, "float16")):
       if name not in programs:
         continue
       log(f"compiling {name}")
-      cfg_p, task_p, mcfg_p = maze_setup(preset)
+      cfg_p, task_p, mcfg_p = maze_setup(preset, **{"model.dtype": dtype})
       c, s = maze_rl(cfg_p, task_p, mcfg_p, mesh, batch, 128)
       result["programs"].append(row(
           name, c, s, batch=batch, num_rollouts=128, sample_mazes=int(cfg_p.rl.sample_mazes),
           grad_mazes=int(cfg_p.rl.grad_mazes), remat=mcfg_p.remat,
-          response_cap=task_p.max_response_length,
+          response_cap=task_p.max_response_length, dtype=dtype,
+          loss_aggregation=str(cfg_p.rl.loss_aggregation),
+          loss_microbatch_size=steps_lib_maze().loss_microbatch_size(cfg_p, batch, 128),
           note="tflop counts each loop body once; see maze_rl_flops"))
+      if dtype != "bfloat16":
+        continue  # the FLOP accounting is that of the bfloat16 programs
       if name == "maze_rl_sweep" and flops:
         log("compiling the loop-free pieces of the RL step (FLOP accounting)")
         result["maze_rl_flops"] = maze_flop_accounting(cfg_p, task_p, mcfg_p, c, batch)

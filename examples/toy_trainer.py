@@ -198,11 +198,12 @@ def train(config, workdir: str, devices: Sequence[jax.Device] | None = None,
 
   progress = logs.Progress(config.total_steps, start_step, every_seconds=5.0, name="toy")
   try:
+    spec = loop.LoopSpec(total_steps=config.total_steps, chunk_steps=config.chunk_steps,
+                         checkpoint_every=config.checkpoint_every, log_every=config.log_every)
     state, step, reason = loop.run_loop(
-        state=state, start_step=start_step, total_steps=config.total_steps,
-        chunk_steps=config.chunk_steps, train_chunk=train_chunk, checkpointer=ckpt,
-        writer=writer, checkpoint_every=config.checkpoint_every, progress=progress,
-        meta_fn=lambda s: {"data_step": s}, guard=guard, log_every=config.log_every)
+        state, start_step, train_chunk, spec, checkpointer=ckpt, writer=writer,
+        hooks=loop.Hooks(checkpoint_meta=lambda s: {"data_step": s}), progress=progress,
+        guard=guard)
   finally:
     ckpt.close()
     writer.close()

@@ -6,7 +6,8 @@ r"""One command reproduces the didactic results and writes ``report.md``.
 
 Runs the Bernoulli, ImageNet and maze drivers (the maze sweep and its data-scarce regime) in
 sequence, each in its own sub-workdir
-(``<workdir>/<experiment>``) through its orchestrator's ``run(config, workdir)``. Every driver
+(``<workdir>/<experiment>``) through its orchestrator's ``run(config, workdir)`` (the driver
+interface of :mod:`experiments.common.drivers`). Every driver
 is resumable and returns at once when its ``summary.json`` is complete, so a second invocation
 skips finished experiments and finishes an interrupted one. After SIGTERM the running stage
 checkpoints, the reproduction stops there (no report is written from partial results) and the
@@ -17,34 +18,28 @@ or claims beside them, and one verdict per claim computed from the metrics.
 
 from __future__ import annotations
 
-import importlib
+import importlib.util
 import os
+import textwrap
 import time
 
 from absl import flags
 
 from experiments import report
+from experiments.common import drivers
 from maxrl_jax.train import entry
 from maxrl_jax.train import files
 from maxrl_jax.train import logs
 from maxrl_jax.train import mesh as mesh_lib
 from maxrl_jax.train.errors import ConfigError
 
-EXPERIMENTS = ("bernoulli", "imagenet", "maze", "maze_scarce")
-# Each driver's orchestrator: ``run(config, workdir) -> summary``.
-ORCHESTRATORS = {"bernoulli": "experiments.bernoulli.train",
-                 "imagenet": "experiments.imagenet.comparison",
-                 "maze": "experiments.maze.sweep",
-                 "maze_scarce": "experiments.maze.sweep"}
-# The config module and preset of each experiment ("{preset}": the --preset flag).
-CONFIGS = {"bernoulli": ("experiments.bernoulli.config", "{preset}"),
-           "imagenet": ("experiments.imagenet.config", "{preset}"),
-           "maze": ("experiments.maze.config", "{preset}"),
-           "maze_scarce": ("experiments.maze.config", "{preset}_scarce")}
+# Every driver's experiments (experiments/<driver>/experiment.py EXPERIMENTS), in order.
+EXPERIMENTS = tuple(drivers.experiments())
 TIMINGS_FILE = "timings.json"
 
 _WORKDIR = flags.DEFINE_string("workdir", "runs/reproduce", "Output directory.")
-_PRESET = flags.DEFINE_enum("preset", "cpu", ["smoke", "cpu", "paper"],
+_PRESET_NAMES = ("smoke", "cpu", "paper")
+_PRESET = flags.DEFINE_enum("preset", "cpu", list(_PRESET_NAMES),
                             "Preset of every driver: cpu (default), paper (accelerators), smoke.")
 _ONLY = flags.DEFINE_list("experiments", list(EXPERIMENTS), "Subset of experiments to run.")
 _PUBLISH = flags.DEFINE_string(
@@ -60,10 +55,7 @@ def load_timings(workdir: str) -> dict:
 
 def run_experiment(name: str, preset: str, workdir: str) -> dict:
   """Runs (or resumes, or skips when finished) one driver; returns its summary."""
-  module, preset_name = CONFIGS[name]
-  config = importlib.import_module(module).get_config(preset_name.format(preset=preset))
-  orchestrator = importlib.import_module(ORCHESTRATORS[name])
-  return orchestrator.run(config, os.path.join(workdir, name))
+  return drivers.experiments()[name].run(preset, os.path.join(workdir, name))
 
 
 def reproduce(workdir: str, preset: str = "cpu", experiments=EXPERIMENTS) -> str | None:
@@ -123,9 +115,23 @@ def main() -> None:
     print(f"[reproduce] published: {copy}")
 
 
+def presets_help() -> str:
+  """``--help`` text: the presets ``--preset`` selects, and each experiment's config file."""
+  lines = [f"presets (--preset=<name>): {', '.join(_PRESET_NAMES)}. Each experiment runs this "
+           "preset of its config file:"]
+  for name, experiment in drivers.experiments().items():
+    spec = importlib.util.find_spec(f"experiments.{experiment.driver}.config")
+    if spec is None or not spec.origin:
+      continue
+    lines.append(f"  {name} ({experiment.preset.format(preset='<name>')}): {spec.origin}")
+    lines.extend(textwrap.wrap(", ".join(entry.config_presets(spec.origin)), width=96,
+                               initial_indent="    presets: ", subsequent_indent="      "))
+  return "\n".join(lines)
+
+
 def cli() -> None:
   """Console script ``maxrl-reproduce``."""
-  entry.run_main(main)
+  entry.run_main(main, extra_help=presets_help())
 
 
 if __name__ == "__main__":

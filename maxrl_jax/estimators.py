@@ -17,28 +17,11 @@ section 2), ``grad J^(T) = w_T(p) grad p`` with ``w_T(p) = (1 - (1-p)^T)/p``, ``
 success) and ``c_k(K) = C(N-K, k-1)/C(N-1, k-1)`` (chance that ``k-1`` uniform *other*
 rollouts of a success all fail).
 
-Methods (``A_i`` for ``K > 0``; the ``K = 0`` value in brackets; ``E[g]`` for binary rewards):
+Methods: one record per method in :data:`REGISTRY` (:class:`Estimator`); this table is
+rendered from it (:func:`table_markdown`). ``A_i`` for ``K > 0``, its value at ``K = 0``, and
+what ``E[g]`` equals for binary rewards:
 
-===================  ========================================  ==============================  ======
-name                 ``A_i``                                   ``E[g]`` equals                 domain
-===================  ========================================  ==============================  ======
-``reinforce``        ``r_i``  [0]                              ``grad p``                      real
-``mean_baseline``    ``r_i - m``  [0]  (Dr. GRPO)              ``(N-1)/N grad p``              real
-``rloo``             ``r_i - (K - r_i)/(N - 1)``  [0]          ``grad p``                      real
-``grpo``             ``(r_i - m)/(std + eps)``  [0]            ``w^grpo_N(p) grad p``          real
-``maxrl``            ``N r_i/K - 1``  [0]  (Algorithm 1)       ``grad J^(N-1)``                binary
-``maxrl_keep_cv``    ``N r_i/K - 1``  [-1]  (eq. 10)           ``grad J^(N)``                  binary
-``maxrl_no_cv``      ``N r_i/K``  [0]  (eq. 9)                 ``grad J^(N)``                  binary
-``maxrl_truncated``  ``N r_i (1 - q_T(K))/K - 1``  [-1]        ``grad J^(T)``                  binary
-``maxrl_maclaurin``  ``1`` for a success, ``1 - N(1 -           ``grad J^(T)``                  binary
-                     q_T(K+1))/(K+1)`` for a failure
-                     [``-(T-1)``]
-``pkpo``             ``k c_k(K)`` for a success, ``0`` for a    ``grad pass@k``                 binary
-                     failure [0] (``variant="loo"``)            ``= k (1-p)^(k-1) grad p``
-``dsgrpo``           grpo ``- c_+ log pi_i`` (success),         ``w^grpo_N(p) grad p`` plus    binary
-                     grpo ``+ c_- log pi_i`` (failure)          the smoothing terms, see
-                                                                :func:`advantages`
-===================  ========================================  ==============================  ======
+@METHOD_TABLE@
 
 (``maxrl_truncated`` and ``pkpo`` have further variants through their options; see
 :func:`advantages`.) :mod:`maxrl_jax.theory` evaluates the exact expectation of each method
@@ -47,13 +30,15 @@ name                 ``A_i``                                   ``E[g]`` equals  
 Reward domain (:data:`REWARD_DOMAIN`). ``"real"``: the formula is the usual one for real-valued
 rewards (``reinforce``, ``mean_baseline``, ``rloo``: unbiased for the gradient of the mean reward;
 ``grpo``'s variance is ``mean(r^2) - mean(r)^2``, clipped at 0). ``"binary"``: the method is
-derived for ``r_i in {0, 1}`` and its expectation is only known there. The kernels still
-evaluate their formula on other values (nothing is checked under ``jit``), and the result can be
-meaningless: ``maxrl`` computes ``(r_i - m)/m``, which for a group with a negative mean flips
-every sign, e.g. ``[-1, 0, 0, 0] -> [3, -1, -1, -1]`` gives the penalised rollout the top
-advantage (and ``[2, 0, 0, 0]`` gives ``[3, -1, -1, -1]`` as ``[1, 0, 0, 0]`` does: only the
-ratio ``r_i/K`` counts). Binarise real rewards (e.g. ``r > threshold``) before using a
-``"binary"`` method.
+derived for ``r_i in {0, 1}`` and its expectation is only known there. On other values the
+formula can be meaningless: ``maxrl`` computes ``(r_i - m)/m``, which for a group with a
+negative mean flips every sign, e.g. ``[-1, 0, 0, 0] -> [3, -1, -1, -1]`` gives the penalised
+rollout the top advantage (and ``[2, 0, 0, 0]`` gives ``[3, -1, -1, -1]`` as ``[1, 0, 0, 0]``
+does: only the ratio ``r_i/K`` counts). So concrete rewards (not traced) outside a method's
+domain raise a ``ValueError`` (NaN and inf for every method); traced rewards (under ``jit``,
+``vmap``, ``grad``, ``scan``) are checked only with ``check_rewards=True``, through
+``jax.experimental.checkify``. Binarise real rewards with ``binarize=threshold`` (``r >
+threshold``; :func:`binarize`) before using a ``"binary"`` method.
 
 Conventions and edge cases (all documented choices, all finite):
 
@@ -72,96 +57,252 @@ Conventions and edge cases (all documented choices, all finite):
 Using these advantages in your own RL loop: :func:`make_advantage_fn` validates a method and
 its options once and returns a jit-friendly ``rewards -> advantages`` function, for rewards
 grouped ``[..., N]`` or flat ``[B*N]`` (``flat=True``, the layout of LLM trainers, groups
-contiguous); :func:`advantages_flat` is the one-call form. A PPO-style trainer keeps its own
+contiguous, or grouped by integer ``group_ids`` as verl's ``index``: groups of any size in any
+order); :func:`advantages_flat` is the one-call form. A PPO-style trainer keeps its own
 clipped-ratio loss and only swaps in these advantages (broadcast over each rollout's tokens).
-:func:`surrogate_loss` is the plain on-policy loss, with two aggregations:
+:func:`surrogate_loss` is the plain on-policy loss, with three aggregations
+(:data:`AGGREGATIONS`):
 
 * ``"sequence_mean"``: ``-(1/(B N)) sum_{b,i} A_{b,i} sum_t mask log pi`` (the estimator ``g``
-  of the table, averaged over prompts);
+  of the table, averaged over prompts; verl's ``"seq-mean-token-sum"``);
 * ``"token_mean"``: ``-(1/T_tok) sum_{b,i,t} A_{b,i} mask log pi`` with ``T_tok`` the number of
-  response tokens in the batch (verl's ``"token-mean"``, the paper's maze recipe).
+  response tokens in the batch (verl's ``"token-mean"`` over one batch);
+* ``"microbatch_token_mean"``: the mean over consecutive micro-batches of ``S`` sequences of
+  each micro-batch's token-mean (verl's ``"token-mean"`` with gradient accumulation, what the
+  authors' maze runs compute).
 
-Both take an explicit normaliser (``num_sequences`` / ``num_tokens``) so that losses of
-micro-batches, each normalised by the *whole* batch's count, sum to the unchunked loss; and an
-optional entropy bonus (:func:`token_entropy`, ``entropy_coef``).
+Each takes an explicit normaliser (``num_sequences`` / ``num_tokens`` / ``num_microbatches``)
+so that losses of chunks, each normalised by the *whole* batch's count, sum to the unchunked
+loss; and an optional entropy bonus (:func:`token_entropy`, ``entropy_coef``).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import types
 import warnings
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Literal, Mapping, get_args
 
 import chex
 import jax
+from jax.experimental import checkify
 import jax.numpy as jnp
 import numpy as np
 
 __all__ = [
     "AGGREGATIONS",
+    "Estimator",
     "LOGPROB_METHODS",
     "METHODS",
+    "Method",
+    "Option",
+    "REGISTRY",
     "REWARD_DOMAIN",
+    "Variant",
     "advantages",
     "advantages_flat",
+    "binarize",
     "coefficient_table",
     "make_advantage_fn",
+    "resolve_options",
     "sequence_logprobs",
     "surrogate_loss",
     "surrogate_loss_from_logprobs",
+    "table_markdown",
     "token_entropy",
+    "validate_options",
 ]
 
-METHODS: tuple[str, ...] = (
-    "reinforce",
-    "mean_baseline",
-    "rloo",
-    "grpo",
-    "maxrl",
-    "maxrl_keep_cv",
-    "maxrl_no_cv",
-    "maxrl_truncated",
-    "maxrl_maclaurin",
-    "pkpo",
-    "dsgrpo",
+# The method names, for type checkers (``REGISTRY`` holds one record per name, same order).
+Method = Literal["reinforce", "mean_baseline", "rloo", "grpo", "maxrl", "maxrl_keep_cv",
+                 "maxrl_no_cv", "maxrl_truncated", "maxrl_maclaurin", "pkpo", "dsgrpo"]
+RewardDomain = Literal["binary", "real"]
+
+# Kinds of option value: see Option.
+_OPTION_KINDS = ("choice", "bool", "float", "nonnegative_float", "group_int")
+
+
+@dataclasses.dataclass(frozen=True)
+class Option:
+  """One option of an estimator.
+
+  Attributes:
+    name: the keyword (``advantages(..., name=value)``).
+    default: its value when not given (``None`` with ``required=True``: no default).
+    kind: ``"choice"`` (one of ``choices``), ``"bool"``, ``"float"`` (finite),
+      ``"nonnegative_float"`` (finite, ``>= 0``) or ``"group_int"`` (a static int in
+      ``1..N``, or the string ``"N"``: the group size, resolved once ``N`` is known).
+    choices: the allowed values of a ``"choice"``.
+    allow_none: ``None`` is a valid value (a float option with a "no epsilon" meaning).
+    required: the option must be given (``default`` is ``None``).
+    doc: one line for the docs.
+  """
+  name: str
+  default: Any
+  kind: str
+  choices: tuple[str, ...] = ()
+  allow_none: bool = False
+  required: bool = False
+  doc: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+  """A documented setting of an estimator's options with its own formula (a docs table row)."""
+  label: str
+  advantage: str
+  at_k0: str
+  unbiased_for: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Estimator:
+  r"""One group estimator: everything the library and its docs know about it.
+
+  The advantage itself is computed by the shared kernel (``_kernel``), which has one branch per
+  name and is evaluated both on device (:func:`advantages`) and in NumPy float64
+  (:func:`coefficient_table`, :mod:`maxrl_jax.theory`).
+
+  Attributes:
+    name: the method name (a value of :data:`Method`).
+    advantage: ``A_i`` for ``K > 0`` (formula text, in the module docstring's notation).
+    at_k0: ``A_i`` at ``K = 0`` (no success in the group).
+    unbiased_for: what ``E[g]`` equals for binary rewards.
+    reward_domain: ``"binary"`` (derived for ``r in {0, 1}``) or ``"real"``.
+    options: its options, in order.
+    needs_logprobs: the advantages also use each rollout's log-probability (``logprobs=``).
+    reference: where it comes from (paper section, equation, other paper), for the docs.
+    variants: further documented option settings with their own formulas.
+  """
+  name: str
+  advantage: str
+  at_k0: str
+  unbiased_for: str
+  reward_domain: RewardDomain
+  options: tuple[Option, ...] = ()
+  needs_logprobs: bool = False
+  reference: str = ""
+  variants: tuple[Variant, ...] = ()
+
+  def __post_init__(self):
+    if self.reward_domain not in get_args(RewardDomain):
+      raise ValueError(f"reward_domain: {self.name}: {self.reward_domain!r}")
+    for opt in self.options:
+      if opt.kind not in _OPTION_KINDS:
+        raise ValueError(f"options: {self.name}.{opt.name}: unknown kind {opt.kind!r}")
+
+  @property
+  def defaults(self) -> dict[str, Any]:
+    """The option defaults, ``{name: default}``."""
+    return {opt.name: opt.default for opt in self.options}
+
+  @property
+  def fixed_group_size(self) -> bool:
+    """Its options depend on a static group size ``N`` (a ``"group_int"`` option)."""
+    return any(opt.kind == "group_int" for opt in self.options)
+
+
+_STD = Option("std", "population", "choice", choices=("population", "sample"),
+              doc="population std sqrt(m(1-m)) (the paper's ImageNet code) or sample std "
+              "(Bessel, as TRL/verl/tunix)")
+_EPS = Option("eps", 1e-6, "nonnegative_float", doc="added to the std")
+
+_ESTIMATORS = (
+    Estimator("reinforce", "r_i", "0", "grad p", "real"),
+    Estimator("mean_baseline", "r_i - m", "0", "(N-1)/N grad p", "real", reference="Dr. GRPO"),
+    Estimator("rloo", "r_i - (K - r_i)/(N-1)", "0", "grad p", "real"),
+    Estimator("grpo", "(r_i - m)/(std + eps)", "0",
+              "w^grpo_N(p) grad p (population 1/sqrt(p(1-p)))", "real", options=(_STD, _EPS)),
+    Estimator("maxrl", "N r_i/K - 1", "0", "grad J^(N-1)", "binary",
+              options=(Option("eps", None, "nonnegative_float", allow_none=True,
+                              doc="None: exact N r_i/K - 1; a float: the authors' "
+                              "(r_i - m)/(m + eps)"),),
+              reference="paper Algorithm 1"),
+    Estimator("maxrl_keep_cv", "N r_i/K - 1", "-1", "grad J^(N)", "binary",
+              reference="paper eq. 10"),
+    Estimator("maxrl_no_cv", "N r_i/K", "0", "grad J^(N)", "binary", reference="paper eq. 9"),
+    Estimator("maxrl_truncated", "N r_i (1 - q_T(K))/K - 1", "-1", "grad J^(T)", "binary",
+              options=(Option("truncation", None, "group_int", required=True,
+                              doc="T, 1 <= T <= N"),
+                       Option("control_variate", True, "bool", doc="add -1 to every A_i")),
+              reference="paper section 2, J^(T)"),
+    Estimator("maxrl_maclaurin",
+              "1 (success); -sum_{j=2..T} C(N-K-1,j-1)/C(N-1,j-1) (failure)", "-(T-1)",
+              "grad J^(T)", "binary",
+              options=(Option("truncation", None, "group_int", required=True,
+                              doc="T, 1 <= T <= N"),),
+              reference="the authors' Maclaurin estimator"),
+    Estimator("pkpo", "k c_k(K) (success), 0 (failure)", "0",
+              "grad pass@k = k(1-p)^(k-1) grad p", "binary",
+              options=(Option("k", 16, "group_int", doc="the pass@k targeted, 1 <= k <= N"),
+                       Option("variant", "loo", "choice", choices=("loo", "subset", "authors"),
+                              doc="see advantages")),
+              reference="Walder & Karkhanis 2025",
+              variants=(
+                  Variant('`variant="subset"`',
+                          "k (success), k(1 - C(N-1-K,k-1)/C(N-1,k-1)) (failure)", "0",
+                          "grad pass@k"),
+                  Variant('`variant="authors"` (MaxRL code)', "c_k(K)(N r_i - K)/(N-1)", "0",
+                          "[(1-p)^(k-1) + (k-1)p(1-p)^(k-2)/(N-1)] grad p (biased)"))),
+    Estimator("dsgrpo", "grpo - c+ log pi_i (success), grpo + c- log pi_i (failure)",
+              "c- log pi_i",
+              "(w^grpo_N - c+ log p - c- log(1-p)) grad p + c+ grad(p H_1) - c- grad((1-p) H_0)",
+              "binary",
+              options=(_STD, _EPS,
+                       Option("correct_coef", 0.05, "float", doc="c+ (the authors' default)"),
+                       Option("incorrect_coef", 0.05, "float", doc="c- (the authors' default)")),
+              needs_logprobs=True, reference="Differential Smoothing, Gai et al. 2025"),
 )
 
-# Allowed options per method, with their defaults.
-_DEFAULTS: Mapping[str, Mapping[str, Any]] = {
-    "reinforce": {},
-    "mean_baseline": {},
-    "rloo": {},
-    "grpo": {"std": "population", "eps": 1e-6},
-    "maxrl": {"eps": None},
-    "maxrl_keep_cv": {},
-    "maxrl_no_cv": {},
-    "maxrl_truncated": {"truncation": None, "control_variate": True},
-    "maxrl_maclaurin": {"truncation": None},
-    "pkpo": {"k": 16, "variant": "loo"},
-    "dsgrpo": {"std": "population", "eps": 1e-6, "correct_coef": 0.05, "incorrect_coef": 0.05},
-}
+# One record per method, in the order of METHODS.
+REGISTRY: Mapping[str, Estimator] = types.MappingProxyType({est.name: est for est in _ESTIMATORS})
+
+METHODS: tuple[str, ...] = tuple(REGISTRY)
 
 # Rewards each method is derived for (see the module docstring): "binary" (r in {0, 1}) or
 # "real" (any real rewards).
-REWARD_DOMAIN: Mapping[str, str] = {
-    "reinforce": "real",
-    "mean_baseline": "real",
-    "rloo": "real",
-    "grpo": "real",
-    "maxrl": "binary",
-    "maxrl_keep_cv": "binary",
-    "maxrl_no_cv": "binary",
-    "maxrl_truncated": "binary",
-    "maxrl_maclaurin": "binary",
-    "pkpo": "binary",
-    "dsgrpo": "binary",
-}
+REWARD_DOMAIN: Mapping[str, str] = {name: est.reward_domain for name, est in REGISTRY.items()}
 
 # Methods whose advantages also depend on each rollout's log-probability (``logprobs=``).
-LOGPROB_METHODS: tuple[str, ...] = ("dsgrpo",)
+LOGPROB_METHODS: tuple[str, ...] = tuple(name for name, est in REGISTRY.items()
+                                         if est.needs_logprobs)
 
-_PKPO_VARIANTS = ("loo", "subset", "authors")
+if METHODS != get_args(Method):  # the Literal is spelled out for type checkers
+  raise AssertionError(f"Method {get_args(Method)} != REGISTRY {METHODS}")
 
-AGGREGATIONS: tuple[str, ...] = ("sequence_mean", "token_mean")
+AGGREGATIONS: tuple[str, ...] = ("sequence_mean", "token_mean", "microbatch_token_mean")
+
+
+def _format_default(opt: Option) -> str:
+  if opt.required:
+    return f"`{opt.name}` (required)"
+  return f"`{opt.name}={opt.default!r}`".replace("'", '"')
+
+
+def table_markdown() -> str:
+  """The estimator table of the docs (README, this module's docstring), from :data:`REGISTRY`.
+
+  One row per method (plus one per documented variant): name and reference, options with their
+  defaults, ``A_i`` for ``K > 0``, ``A_i`` at ``K = 0``, what ``E[g]`` equals for binary
+  rewards, and the reward domain.
+  """
+  lines = ["| method | options (defaults) | A_i | K = 0 | E[g] equals | rewards |",
+           "|---|---|---|---|---|---|"]
+  for est in REGISTRY.values():
+    name = f"`{est.name}`" + (f" ({est.reference})" if est.reference else "")
+    if est.needs_logprobs:
+      name += "; needs `logprobs=`"
+    opts = ", ".join(_format_default(opt) for opt in est.options) or "-"
+    lines.append(f"| {name} | {opts} | {est.advantage} | {est.at_k0} | {est.unbiased_for} "
+                 f"| {est.reward_domain} |")
+    for var in est.variants:
+      lines.append(f"| `{est.name}` {var.label} | | {var.advantage} | {var.at_k0} "
+                   f"| {var.unbiased_for} | {est.reward_domain} |")
+  return "\n".join(lines)
+
+
+if __doc__:  # None under python -OO
+  __doc__ = __doc__.replace("@METHOD_TABLE@", table_markdown())
 
 
 def _check_int(value: Any, name: str, low: int, n: int | None, what: str) -> int:
@@ -181,46 +322,112 @@ def _check_float(value: Any, name: str, nonnegative: bool) -> float:
   return float(value)
 
 
-def _validated_options(method: str, n: int | None,
-                       options: Mapping[str, Any]) -> dict[str, Any]:
-  """Checks ``method`` and its options against the table above; returns the full options.
+def _check_option(method: str, opt: Option, value: Any, n: int | None, where: str) -> Any:
+  """One option's value, checked and normalised (``"N"`` resolved when ``n`` is known)."""
+  if value is None and not opt.allow_none:
+    if opt.required:
+      raise ValueError(f"{where}: {method} needs {opt.name}=... ({opt.doc}, or \"N\")")
+    raise ValueError(f"{where}: {method} needs a value ({opt.doc}; default {opt.default!r})")
+  if value is None:
+    return None
+  if opt.kind == "choice":
+    if not isinstance(value, str) or value not in opt.choices:
+      raise ValueError(f"{where}: must be one of {opt.choices}, got {value!r}")
+    return value
+  if opt.kind == "bool":
+    if not isinstance(value, (bool, np.bool_)):
+      raise ValueError(f"{where}: must be a bool, got {value!r}")
+    return bool(value)
+  if opt.kind in ("float", "nonnegative_float"):
+    return _check_float(value, where, nonnegative=opt.kind == "nonnegative_float")
+  if isinstance(value, str):  # group_int
+    if value != "N":
+      raise ValueError(f"{where}: must be an int in 1..N or the string \"N\", got {value!r}")
+    return value if n is None else n
+  return _check_int(value, where, 1, n, opt.name)
 
-  ``n=None`` checks everything that does not depend on the group size ``N``.
+
+def _as_dict(value: Any, where: str, what: str) -> dict[str, Any]:
+  if isinstance(value, Mapping):
+    return dict(value)
+  if callable(getattr(value, "to_dict", None)):  # ml_collections.ConfigDict
+    return dict(value.to_dict())
+  raise ValueError(f"{where}: must be a mapping {what}, got {type(value).__name__}")
+
+
+def _validated_options(method: str, n: int | None, options: Mapping[str, Any],
+                       where: str | None = None) -> dict[str, Any]:
+  """Checks ``method`` and its options against :data:`REGISTRY`; returns the full options.
+
+  ``n=None`` checks everything that does not depend on the group size ``N`` (and leaves the
+  value ``"N"`` of a ``"group_int"`` option as it is). Errors start with the field name: the
+  option's name, or ``f"{where}.{option}"`` (``where`` for an unknown method) when given.
   """
-  if method not in _DEFAULTS:
-    raise ValueError(f"method: unknown estimator {method!r}; expected one of {METHODS}")
-  allowed = _DEFAULTS[method]
-  unknown = sorted(set(options) - set(allowed))
+  if method not in REGISTRY:
+    raise ValueError(f"{where or 'method'}: unknown estimator {method!r}; expected one of "
+                     f"{METHODS}")
+  est = REGISTRY[method]
+  prefix = f"{where}." if where else ""
+  unknown = sorted(set(options) - set(est.defaults))
   if unknown:
     raise ValueError(
-        f"{unknown[0]}: not an option of method {method!r}; its options are "
-        f"{sorted(allowed) or 'none'}")
-  opts = dict(allowed)
-  opts.update(options)
-  if "std" in opts and opts["std"] not in ("population", "sample"):
-    raise ValueError(f"std: must be 'population' or 'sample', got {opts['std']!r}")
-  if "eps" in opts:
-    if opts["eps"] is None:
-      if method != "maxrl":
-        raise ValueError(f"eps: {method} needs a float eps >= 0 (default 1e-6)")
-    else:
-      opts["eps"] = _check_float(opts["eps"], "eps", nonnegative=True)
-  if method in ("maxrl_truncated", "maxrl_maclaurin"):
-    if opts["truncation"] is None:
-      raise ValueError(f"truncation: {method} needs truncation=T with 1 <= T <= N")
-    opts["truncation"] = _check_int(opts["truncation"], "truncation", 1, n, "T")
-  if method == "maxrl_truncated":
-    if not isinstance(opts["control_variate"], (bool, np.bool_)):
-      raise ValueError(f"control_variate: must be a bool, got {opts['control_variate']!r}")
-    opts["control_variate"] = bool(opts["control_variate"])
-  if method == "pkpo":
-    opts["k"] = _check_int(opts["k"], "k", 1, n, "k")
-    if opts["variant"] not in _PKPO_VARIANTS:
-      raise ValueError(f"variant: must be one of {_PKPO_VARIANTS}, got {opts['variant']!r}")
-  if method == "dsgrpo":
-    for name in ("correct_coef", "incorrect_coef"):
-      opts[name] = _check_float(opts[name], name, nonnegative=False)
-  return opts
+        f"{prefix}{unknown[0]}: not an option of method {method!r}; its options are "
+        f"{sorted(est.defaults) or 'none'}")
+  return {opt.name: _check_option(method, opt, options.get(opt.name, opt.default), n,
+                                  prefix + opt.name)
+          for opt in est.options}
+
+
+def validate_options(options: Any, n: int | None = None, *,
+                     field: str = "estimator_options") -> dict[str, dict[str, Any]]:
+  """Validates an estimator-options config ``{estimator: {option: value}}`` against the registry.
+
+  The one schema every driver uses for per-estimator options. Each entry is checked as
+  :func:`advantages` would check it (unknown estimator, unknown option, bad value, a required
+  option missing), at group size ``n`` when given (``truncation <= N``, ``k <= N``) and without
+  the ``N``-dependent bounds otherwise. The string ``"N"`` is accepted for the integer options
+  bounded by the group size (``truncation``, ``k``) and means "the group size": it is replaced
+  by ``n`` when ``n`` is given and left as ``"N"`` otherwise (:func:`resolve_options` and
+  :func:`advantages` resolve it later).
+
+  Args:
+    options: a mapping (or ``ml_collections.ConfigDict``) ``{estimator: {option: value}}``.
+    n: the group size, or ``None``.
+    field: the config field holding ``options``, for error messages.
+
+  Returns:
+    ``{estimator: {option: value}}`` with the given options only, normalised (ints, floats,
+    bools; ``"N"`` resolved when ``n`` is given).
+
+  Raises:
+    ValueError: whose message starts with the dotted field, ``f"{field}.{estimator}:"`` or
+      ``f"{field}.{estimator}.{option}:"``.
+  """
+  if n is not None:
+    n = _check_int(n, "n", 1, None, "n")
+  out = {}
+  for method, opts in _as_dict(options, field, "{estimator: {option: value}}").items():
+    where = f"{field}.{method}"
+    if method not in REGISTRY:
+      raise ValueError(f"{where}: unknown estimator {method!r}; expected one of {METHODS}")
+    given = _as_dict(opts, where, "{option: value}")
+    full = _validated_options(method, n, given, where)
+    out[method] = {name: full[name] for name in given}
+  return out
+
+
+def resolve_options(method: Method, options: Mapping[str, Any] | None = None,
+                    n: int | None = None, *, field: str | None = None) -> dict[str, Any]:
+  """The full options of ``method`` at group size ``n``: defaults filled in, ``"N"`` resolved.
+
+  ``options`` are the method's own options (e.g. ``validate_options(...)[method]``, or ``None``).
+  Errors start with ``f"{field}.{method}.{option}:"`` when ``field`` is given (the option's name
+  otherwise). With ``n=None`` the ``N``-dependent checks are skipped and ``"N"`` stays.
+  """
+  if n is not None:
+    n = _check_int(n, "n", 1, None, "n")
+  given = {} if options is None else _as_dict(options, field or "options", "{option: value}")
+  return _validated_options(method, n, given, f"{field}.{method}" if field else None)
 
 
 def _safe_div(num, den, xp):
@@ -244,23 +451,31 @@ def _no_success_probability(k, n: int, t: int, xp):
   return xp.where(empty, 0, xp.exp(log_q))
 
 
-def _grpo(r, k, q2, n: int, opts: Mapping[str, Any], xp):
+def _is_static(n) -> bool:
+  return isinstance(n, (int, np.integer))
+
+
+def _grpo(r, k, q2, n, opts: Mapping[str, Any], xp):
   mean = k / n
   var = xp.maximum(q2 / n - mean * mean, 0)
   if opts["std"] == "sample":
-    var = var * (n / (n - 1)) if n > 1 else 0 * var
+    if _is_static(n):
+      var = var * (n / (n - 1)) if n > 1 else 0 * var
+    else:  # per-rollout group sizes (group_ids): the undefined N = 1 sample std is 0
+      var = var * _safe_div(n, n - 1, xp)
   std = xp.where(var > 0, xp.sqrt(xp.where(var > 0, var, 1)), 0)
   return _safe_div(r - mean, std + opts["eps"], xp)
 
 
-def _kernel(r, k, q2, n: int, method: str, opts: Mapping[str, Any], xp, logp=None):
+def _kernel(r, k, q2, n, method: str, opts: Mapping[str, Any], xp, logp=None):
   """Advantages from sufficient statistics.
 
   Args:
     r: per-rollout rewards, ``[..., M]`` (``M = N`` for a group; theory passes ``[0, 1]``).
     k: ``sum_i r_i`` over the group, ``[..., 1]``.
     q2: ``sum_i r_i^2`` over the group, ``[..., 1]`` (equals ``k`` for binary rewards).
-    n: the group size ``N`` (static).
+    n: the group size ``N``: a static int, or (for :data:`REGISTRY` records without
+      ``fixed_group_size``, grouping by ``group_ids``) an array broadcastable against ``r``.
     method: a name in ``METHODS``.
     opts: validated options.
     xp: ``jax.numpy`` or ``numpy`` (theory evaluates this same kernel in float64).
@@ -275,6 +490,8 @@ def _kernel(r, k, q2, n: int, method: str, opts: Mapping[str, Any], xp, logp=Non
   if method == "mean_baseline":
     return r - mean
   if method == "rloo":
+    if not _is_static(n):
+      return r - _safe_div(k - r, n - 1, xp)  # N = 1: empty leave-one-out mean = 0
     if n == 1:
       return r + 0 * k  # empty leave-one-out mean = 0
     return r - (k - r) / (n - 1)
@@ -346,6 +563,143 @@ def _group_size(shape) -> int:
   return n
 
 
+def _check_method(method: Any) -> Estimator:
+  if not isinstance(method, str) or method not in REGISTRY:
+    raise ValueError(f"method: unknown estimator {method!r}; expected one of {METHODS}")
+  return REGISTRY[method]
+
+
+def _is_tracer(x: Any) -> bool:
+  return isinstance(x, jax.core.Tracer)
+
+
+def binarize(rewards: Any, threshold: float) -> jax.Array:
+  """``1.0`` where ``rewards > threshold``, else ``0.0`` (float32; NaN gives ``0``).
+
+  Turns real-valued (``+-1``, partial-credit, score) rewards into the ``{0, 1}`` rewards that
+  the ``"binary"`` methods of :data:`REWARD_DOMAIN` are derived for: e.g. ``threshold=0`` for
+  ``+-1`` rewards, ``threshold=0.5`` for partial credit in ``[0, 1]`` where only full credit is
+  a success (``threshold=0.99``). Lists and tuples are accepted; traceable.
+  """
+  t = _check_float(threshold, "binarize", nonnegative=False)
+  return (jnp.asarray(rewards) > t).astype(jnp.float32)
+
+
+def _domain_text(domain: str) -> str:
+  return "{0, 1}" if domain == "binary" else "finite reals (no NaN/inf)"
+
+
+def _reward_error(method: str, count: Any, size: Any, examples: str) -> str:
+  domain = REWARD_DOMAIN[method]
+  text = (f"rewards: method {method!r} needs rewards in {_domain_text(domain)} "
+          f"(REWARD_DOMAIN[{method!r}] = {domain!r}); {count} of {size} values are not, "
+          f"e.g. {examples}. ")
+  if domain == "binary":
+    text += ("Binarise real rewards first: pass binarize=threshold (r > threshold -> 1, else 0), "
+             "or use estimators.binarize(rewards, threshold); ")
+  else:
+    text += "Fix the reward function (non-finite values); "
+  return text + "check_rewards=False skips this check."
+
+
+def _bad_rewards(values, domain: str, xp):
+  """Mask of the values outside the reward domain (NaN is outside both)."""
+  if domain == "binary":
+    return ~((values == 0) | (values == 1))
+  return ~xp.isfinite(values)
+
+
+def _prepare_rewards(rewards: Any, method: str, threshold: Any, check_rewards: Any):
+  """Lists -> arrays, ``binarize``, and the reward-domain check (see :func:`advantages`)."""
+  if check_rewards is not None and not isinstance(check_rewards, (bool, np.bool_)):
+    raise ValueError(f"check_rewards: must be None, True or False, got {check_rewards!r}")
+  if isinstance(rewards, (list, tuple)):
+    rewards = jnp.asarray(rewards)
+  if threshold is not None:
+    rewards = binarize(rewards, threshold)
+  if check_rewards is False:
+    return rewards
+  domain = REWARD_DOMAIN[method]
+  if not _is_tracer(rewards):
+    values = np.asarray(rewards)
+    if values.dtype == np.bool_ or (domain == "real" and
+                                    np.issubdtype(values.dtype, np.integer)):
+      return rewards
+    values = values.astype(np.float64)
+    bad = _bad_rewards(values, domain, np)
+    if np.any(bad):
+      examples = "[" + ", ".join(f"{v:.6g}" for v in values[bad][:5]) + "]"
+      raise ValueError(_reward_error(method, int(bad.sum()), values.size, examples))
+    return rewards
+  if check_rewards:
+    values = jnp.ravel(rewards)
+    if jnp.issubdtype(values.dtype, jnp.bool_):
+      return rewards
+    values = values.astype(_compute_dtype(values.dtype))
+    bad = _bad_rewards(values, domain, jnp)
+    size = min(5, values.size)
+    first = jnp.nonzero(bad, size=size, fill_value=0)[0]
+    count = jnp.sum(bad)
+    first = jnp.where(jnp.arange(size) < count, values[first], jnp.nan)  # NaN: no more
+    message = _reward_error(method, "{count}", values.size, "{first}")
+    message = message.replace("{", "{{").replace("}", "}}")
+    message = message.replace("{{count}}", "{count}").replace("{{first}}", "{first}")
+    checkify.check(~jnp.any(bad), message, count=count, first=first)
+  return rewards
+
+
+def _num_groups(ids, num_groups: Any) -> int:
+  """The static number of segments for ``group_ids``; checks concrete ids lie in range."""
+  if num_groups is not None:
+    num_groups = _check_int(num_groups, "num_groups", 1, None, "num_groups")
+  if _is_tracer(ids):
+    if num_groups is None:
+      raise ValueError("num_groups: group_ids that are traced (under jit) need a static "
+                       "num_groups=G (the number of groups, ids in 0..G-1)")
+    return num_groups
+  host = np.asarray(ids)
+  low, high = int(host.min()), int(host.max())
+  if num_groups is None:
+    num_groups = high + 1
+  if low < 0 or high >= num_groups:
+    raise ValueError(f"group_ids: must lie in 0..num_groups-1 = {num_groups - 1}, got values "
+                     f"in {low}..{high}")
+  return num_groups
+
+
+def _check_ids_method(method: str) -> None:
+  if REGISTRY[method].fixed_group_size:
+    supported = tuple(m for m, e in REGISTRY.items() if not e.fixed_group_size)
+    raise ValueError(
+        f"group_ids: {method} depends on a fixed group size N (its options "
+        f"{sorted(REGISTRY[method].defaults)} are bounded by N), so it cannot group rollouts "
+        f"by ids into groups of unequal size; group_ids supports {supported}. Use the "
+        "contiguous layout (group_size=N) for it.")
+
+
+def _advantages_by_ids(rewards, group_ids, num_groups: Any, method: str,
+                       opts: Mapping[str, Any], logprobs) -> jax.Array:
+  """Advantages of flat rewards ``[M]`` grouped by integer ``group_ids`` ``[M]`` (any sizes)."""
+  _check_ids_method(method)
+  shape = jnp.shape(rewards)
+  if len(shape) != 1 or shape[0] < 1:
+    raise ValueError(f"rewards: group_ids needs flat rewards [M] with M >= 1, got shape {shape}")
+  ids = jnp.asarray(group_ids)
+  if ids.shape != shape or not jnp.issubdtype(ids.dtype, jnp.integer):
+    raise ValueError(f"group_ids: need integer ids of shape {shape} (one per rollout), got "
+                     f"{ids.dtype} {ids.shape}")
+  segments = _num_groups(ids, num_groups)
+  dtype = _compute_dtype(jnp.result_type(rewards))
+  r = jnp.asarray(rewards).astype(dtype)
+
+  def per_group(x):  # the group's sum, for each rollout
+    return jax.ops.segment_sum(x, ids, num_segments=segments)[ids]
+
+  k = per_group(r)
+  q2 = per_group(r * r) if method in ("grpo", "dsgrpo") else k
+  return _apply_kernel(r, k, q2, per_group(jnp.ones_like(r)), method, opts, logprobs)
+
+
 def _advantages(rewards, method: str, opts: Mapping[str, Any], logprobs) -> jax.Array:
   """:func:`advantages` with options already validated for ``N = rewards.shape[-1]``."""
   shape = jnp.shape(rewards)
@@ -354,26 +708,41 @@ def _advantages(rewards, method: str, opts: Mapping[str, Any], logprobs) -> jax.
   r = jnp.asarray(rewards).astype(dtype)
   k = jnp.sum(r, axis=-1, keepdims=True)
   q2 = jnp.sum(r * r, axis=-1, keepdims=True) if method in ("grpo", "dsgrpo") else k
+  return _apply_kernel(r, k, q2, n, method, opts, logprobs)
+
+
+def _apply_kernel(r, k, q2, n, method: str, opts: Mapping[str, Any], logprobs) -> jax.Array:
+  """The shared kernel on rewards ``r`` (compute dtype) with their group sums ``k``, ``q2``."""
   logp = None
   if logprobs is not None:
-    chex.assert_shape(logprobs, shape)
-    logp = jnp.asarray(logprobs).astype(dtype)
+    chex.assert_shape(logprobs, r.shape)
+    logp = jnp.asarray(logprobs).astype(r.dtype)
   out = _kernel(r, k, q2, n, method, opts, jnp, logp)
-  chex.assert_shape(out, shape)
-  return out.astype(dtype)
+  chex.assert_shape(out, r.shape)
+  return out.astype(r.dtype)
 
 
-def advantages(rewards: chex.Array, method: str, *, logprobs: chex.Array | None = None,
+def advantages(rewards: chex.Array, method: Method, *, logprobs: chex.Array | None = None,
+               binarize: float | None = None, check_rewards: bool | None = None,
                **options: Any) -> jax.Array:
   r"""Per-rollout advantages ``A_i = N a(r_i, K, N)`` of a group estimator.
 
   Args:
-    rewards: ``[..., N]`` rewards (bool/int/float), rollouts on the last axis, any number of
-      leading (prompt) axes. ``N >= 1``. In ``{0, 1}`` for the methods whose
-      :data:`REWARD_DOMAIN` is ``"binary"``.
+    rewards: ``[..., N]`` rewards (bool/int/float array, or a list/tuple), rollouts on the
+      last axis, any number of leading (prompt) axes. ``N >= 1``. In ``{0, 1}`` for the
+      methods whose :data:`REWARD_DOMAIN` is ``"binary"``, finite for the others.
     method: one of :data:`METHODS` (see the module docstring for the formulas).
     logprobs: ``[..., N]`` log-probability of each rollout under the sampling policy; needed by
       ``dsgrpo`` and only by it (see below).
+    binarize: a threshold: use ``rewards > binarize`` (``1``/``0``, :func:`binarize`) as the
+      rewards, e.g. ``0.0`` for ``+-1`` rewards. ``None`` (default): the rewards as given.
+    check_rewards: the reward-domain check. ``None`` (default): concrete rewards (not traced:
+      eager calls, NumPy arrays, lists) outside the method's domain raise a ``ValueError``
+      naming the method, the domain and up to 5 offending values; traced rewards (inside
+      ``jit``, ``vmap``, ``grad``, ``scan``) are not checked and cost nothing. ``True``: traced
+      rewards are checked too, with ``jax.experimental.checkify.check``, so the function must
+      run under ``checkify.checkify`` (e.g. ``checkify.checkify(jax.jit(fn))``, whose error
+      value then reports the bad rewards). ``False``: no check (the formula on any values).
     **options: per method:
 
       * ``grpo``: ``std="population"`` (divide by ``sqrt(m(1-m))``, the paper's ImageNet code)
@@ -461,16 +830,21 @@ def advantages(rewards: chex.Array, method: str, *, logprobs: chex.Array | None 
     ``A`` with the rewards' shape; float32 (float64 for float64 inputs).
 
   Raises:
-    ValueError: unknown method or option, bad option value, scalar rewards, ``N = 0``, or
-      ``logprobs`` missing for (given to) a method that uses (does not use) them.
+    ValueError: unknown method or option, bad option value, scalar rewards, ``N = 0``,
+      ``logprobs`` missing for (given to) a method that uses (does not use) them, or concrete
+      rewards outside the method's :data:`REWARD_DOMAIN` (see ``check_rewards``).
   """
+  _check_method(method)
+  rewards = _prepare_rewards(rewards, method, binarize, check_rewards)
   n = _group_size(jnp.shape(rewards))
   opts = _validated_options(method, n, options)
   _check_logprobs(method, logprobs)
   return _advantages(rewards, method, opts, logprobs)
 
 
-def make_advantage_fn(method: str, *, group_size: int | None = None, flat: bool = False,
+def make_advantage_fn(method: Method, *, group_size: int | None = None, flat: bool = False,
+                      num_groups: int | None = None, binarize: float | None = None,
+                      check_rewards: bool | None = None,
                       **options: Any) -> Callable[..., jax.Array]:
   r"""A ``rewards -> advantages`` function for your own RL loop, options validated once.
 
@@ -480,41 +854,80 @@ def make_advantage_fn(method: str, *, group_size: int | None = None, flat: bool 
     adv_fn = make_advantage_fn("maxrl", group_size=G, flat=True)   # raises here if invalid
     adv = jax.jit(adv_fn)(rewards)                                  # [B*G] -> [B*G]
 
+  Rollouts grouped by an id per rollout instead (verl's ``index``/uid: groups of any size, in
+  any order; ids are ints in ``0..B-1``)::
+
+    adv_fn = make_advantage_fn("maxrl", flat=True, num_groups=B)
+    adv = jax.jit(adv_fn)(rewards, group_ids=ids)                   # [M], [M] -> [M]
+
   A PPO-style trainer keeps its clipped-ratio loss (and KL, entropy terms) and only replaces
   its advantages by ``adv`` (each rollout's value broadcast over its response tokens); an
-  on-policy trainer can use :func:`surrogate_loss` (aggregations ``"sequence_mean"`` and
-  ``"token_mean"``, see the module docstring).
+  on-policy trainer can use :func:`surrogate_loss` (see :data:`AGGREGATIONS`).
 
   Args:
     method: one of :data:`METHODS`.
-    group_size: the number of rollouts per prompt ``N``. Needed for ``flat=True``. When given,
-      the options are fully validated now (e.g. ``truncation <= N``) and calls check that the
-      rewards have that group size; otherwise the ``N``-dependent checks run at the first call
-      (at trace time under ``jit``).
+    group_size: the number of rollouts per prompt ``N`` of the contiguous layout. Needed for
+      ``flat=True`` without ``group_ids``. When given, the options are fully validated now
+      (e.g. ``truncation <= N``) and calls check that the rewards have that group size;
+      otherwise the ``N``-dependent checks run at the first call (at trace time under
+      ``jit``).
     flat: ``False``: rewards ``[..., N]``, rollouts on the last axis. ``True``: rewards
       ``[..., B*N]`` with each prompt's ``N`` rollouts contiguous (``[p0 r0, p0 r1, ...,
-      p1 r0, ...]``); advantages come back in the same layout.
+      p1 r0, ...]``), or rewards ``[M]`` grouped by ``group_ids``; advantages come back in the
+      same layout.
+    num_groups: the static number of groups ``G`` for calls with ``group_ids`` (ids in
+      ``0..G-1``; groups without rollouts are allowed). Needed when the ids are traced (under
+      ``jit``); for concrete ids the default is ``max(ids) + 1``.
+    binarize: a threshold: the function uses ``rewards > binarize`` as the rewards (see
+      :func:`advantages`).
+    check_rewards: the reward-domain check, as for :func:`advantages` (``None``: concrete
+      rewards only; ``True``: also traced rewards, under ``checkify.checkify``; ``False``: off).
     **options: the method's options, as for :func:`advantages`.
 
   Returns:
-    ``fn(rewards, logprobs=None) -> advantages``, pure and traceable (``jit``, ``vmap``,
-    ``grad``); ``logprobs`` (same layout as the rewards) only for :data:`LOGPROB_METHODS`.
+    ``fn(rewards, logprobs=None, group_ids=None) -> advantages``, pure and traceable (``jit``,
+    ``vmap``, ``grad``); ``logprobs`` (same layout as the rewards) only for
+    :data:`LOGPROB_METHODS`; ``group_ids`` (``flat=True`` only) an integer array like the
+    rewards ``[M]``: the group of each rollout. Per-group ``K``, ``N`` (and ``grpo``'s mean and
+    variance) are then segment sums (``jax.ops.segment_sum``), so groups may differ in size;
+    the methods whose options need a fixed ``N`` (``maxrl_truncated``, ``maxrl_maclaurin``,
+    ``pkpo``) raise a ``ValueError`` there.
 
   Raises:
     ValueError: at construction, naming the bad argument or option.
   """
+  _check_method(method)
   if group_size is not None:
     group_size = _check_int(group_size, "group_size", 1, None, "N")
   if not isinstance(flat, (bool, np.bool_)):
     raise ValueError(f"flat: must be a bool, got {flat!r}")
-  if flat and group_size is None:
-    raise ValueError("group_size: flat=True needs group_size=N (rollouts per prompt)")
+  if num_groups is not None:
+    num_groups = _check_int(num_groups, "num_groups", 1, None, "num_groups")
+    if not flat:
+      raise ValueError("num_groups: only with flat=True (rewards grouped by group_ids)")
+    _check_ids_method(method)
+  if flat and group_size is None and num_groups is None:
+    raise ValueError("group_size: flat=True needs group_size=N (rollouts per prompt), or "
+                     "num_groups=G for rewards grouped by group_ids")
+  if binarize is not None:
+    _check_float(binarize, "binarize", nonnegative=False)
+  if check_rewards is not None and not isinstance(check_rewards, (bool, np.bool_)):
+    raise ValueError(f"check_rewards: must be None, True or False, got {check_rewards!r}")
   opts = _validated_options(method, group_size, options)
 
-  def advantage_fn(rewards: chex.Array, logprobs: chex.Array | None = None) -> jax.Array:
+  def advantage_fn(rewards: chex.Array, logprobs: chex.Array | None = None,
+                   group_ids: chex.Array | None = None) -> jax.Array:
     _check_logprobs(method, logprobs)
+    rewards = _prepare_rewards(rewards, method, binarize, check_rewards)
+    if group_ids is not None:
+      if not flat:
+        raise ValueError("group_ids: only for flat rewards (make_advantage_fn(..., flat=True))")
+      return _advantages_by_ids(rewards, group_ids, num_groups, method, opts, logprobs)
     shape = jnp.shape(rewards)
     if flat:
+      if group_size is None:
+        raise ValueError("group_ids: this function was made without group_size, so each call "
+                         "needs group_ids=[M] (or make it with group_size=N)")
       if len(shape) == 0 or shape[-1] % group_size:
         raise ValueError(f"rewards: flat layout needs a last axis divisible by group_size = "
                          f"{group_size}, got shape {shape}")
@@ -533,17 +946,36 @@ def make_advantage_fn(method: str, *, group_size: int | None = None, flat: bool 
   return advantage_fn
 
 
-def advantages_flat(rewards: chex.Array, group_size: int, method: str, *,
-                    logprobs: chex.Array | None = None, **options: Any) -> jax.Array:
-  """:func:`advantages` for the flat ``[..., B*N]`` layout (each prompt's rollouts contiguous).
+def advantages_flat(rewards: chex.Array, group_size: int | None, method: Method, *,
+                    logprobs: chex.Array | None = None, group_ids: chex.Array | None = None,
+                    num_groups: int | None = None, binarize: float | None = None,
+                    check_rewards: bool | None = None, **options: Any) -> jax.Array:
+  """:func:`advantages` for the flat layout: contiguous groups, or groups given by ids.
 
-  Equals ``advantages(rewards.reshape(..., B, N), method).reshape(..., B*N)``.
+  With ``group_ids=None``: rewards ``[..., B*N]``, each prompt's ``N = group_size`` rollouts
+  contiguous; equals ``advantages(rewards.reshape(..., B, N), method).reshape(..., B*N)``.
+
+  With ``group_ids`` (verl's ``index``/uid grouping): rewards ``[M]`` and integer ids ``[M]``,
+  the group of each rollout (groups of any size, in any order; ``group_size`` must be
+  ``None``); each rollout's ``K``, ``N`` are its group's, computed with segment sums over
+  ``num_groups`` segments (static; default ``max(ids) + 1`` for concrete ids). For contiguous
+  groups of equal size it equals the contiguous result. Methods whose options need a fixed
+  ``N`` (``maxrl_truncated``, ``maxrl_maclaurin``, ``pkpo``) raise a ``ValueError``. See
+  :func:`make_advantage_fn` for ``binarize`` and ``check_rewards``.
   """
-  fn = make_advantage_fn(method, group_size=group_size, flat=True, **options)
-  return fn(rewards, logprobs)
+  if group_ids is not None and group_size is not None:
+    raise ValueError(f"group_size: give group_size=None with group_ids (groups are given by the "
+                     f"ids and may differ in size), got {group_size!r}")
+  if group_ids is None and num_groups is not None:
+    raise ValueError("num_groups: only with group_ids")
+  if group_ids is not None and num_groups is None:  # max(ids) + 1; traced ids raise here
+    num_groups = _num_groups(jnp.asarray(group_ids), None)
+  fn = make_advantage_fn(method, group_size=group_size, flat=True, num_groups=num_groups,
+                         binarize=binarize, check_rewards=check_rewards, **options)
+  return fn(rewards, logprobs, group_ids)
 
 
-def coefficient_table(method: str, n: int, *, logprobs: Any = None,
+def coefficient_table(method: Method, n: int, *, logprobs: Any = None,
                       **options: Any) -> np.ndarray:
   """Float64 advantages ``A(r, K, N)`` of a method for binary rewards, for every ``K``.
 
@@ -651,6 +1083,7 @@ def surrogate_loss(token_logprobs: chex.Array, token_mask: chex.Array,
                    adv: chex.Array | None = None, *, aggregation: str = "sequence_mean",
                    num_tokens: Any = None, num_sequences: Any = None,
                    token_entropies: chex.Array | None = None, entropy_coef: float = 0.0,
+                   microbatch_size: int | None = None, num_microbatches: Any = None,
                    **deprecated: Any) -> jax.Array:
   r"""On-policy surrogate loss with a choice of aggregation and an optional entropy bonus.
 
@@ -664,51 +1097,84 @@ def surrogate_loss(token_logprobs: chex.Array, token_mask: chex.Array,
 
     its gradient is ``-mean g`` (see :func:`surrogate_loss_from_logprobs`).
   * ``aggregation="token_mean"``: the sum over the batch of ``-A_i log pi(token)`` over
-    response tokens, divided by the number of response tokens (verl's ``"token-mean"``, used in
-    the paper's maze experiments),
+    response tokens, divided by the number of response tokens (verl's ``"token-mean"`` over
+    one batch),
 
     .. math::  L = -\frac{1}{T} \sum_{b, i, t} \mathrm{sg}(A_{b,i})\, m_{b,i,t}
                \log \pi(y_{b,i,t} \mid \cdot), \qquad T = \texttt{num\_tokens}
                \text{ (default } \textstyle\sum m\text{, at least 1)}.
 
     Longer responses weigh more; the estimator is ``g`` reweighted by response length.
+  * ``aggregation="microbatch_token_mean"`` (``microbatch_size=S`` sequences): the sequences,
+    flattened over the leading axes of ``adv`` (``[..., N] -> [B N]``, row-major), are cut into
+    ``M`` consecutive micro-batches ``mb`` of ``S`` sequences each, and the loss is the mean over
+    micro-batches of each one's token-mean,
+
+    .. math::  L = -\frac{1}{D} \sum_{mb} \frac{\sum_{(b,i) \in mb, t} \mathrm{sg}(A_{b,i})\,
+               m_{b,i,t} \log \pi(y_{b,i,t} \mid \cdot)}{\max(\sum_{(b,i) \in mb, t}
+               m_{b,i,t},\ 1)}, \qquad D = \texttt{num\_microbatches}
+               \text{ (default } M\text{)}.
+
+    This is what verl's actor loss computes with ``loss_agg_mode="token-mean"`` and gradient
+    accumulation (``dp_actor.py``: each micro-batch's token-mean divided by the number of
+    accumulation steps, then averaged over data-parallel ranks); at the paper's maze shapes (4
+    GPUs, 4,096 sequences per micro-batch) it is the mean of 8 per-micro-batch token-means, not
+    one global token-mean (a token's weight depends on its micro-batch's token count).
+    ``microbatch_size`` equal to the number of sequences gives ``"token_mean"``.
 
   Entropy bonus: with ``token_entropies`` (e.g. :func:`token_entropy` of the logits, *not*
   under stop-gradient) ``L`` becomes ``L - entropy_coef * E`` with ``E`` the same aggregation of
-  the entropies over response tokens (``sum m H / S`` or ``sum m H / T``).
+  the entropies over response tokens (``sum m H / S``, ``sum m H / T``, or the mean over
+  micro-batches of ``sum_mb m H / max(sum_mb m, 1)``).
 
   Gradient accumulation: split the batch into micro-batches and pass the *whole* batch's
   ``num_tokens`` (``sum`` of the full mask) or ``num_sequences`` to every micro-batch; the
   micro-batch losses (and gradients) then sum exactly to the unchunked ones. With the defaults
   each micro-batch is normalised by its own count, which is not the same for ``token_mean``.
+  For ``microbatch_token_mean`` give every chunk whole micro-batches (its sequence count a
+  multiple of ``microbatch_size``, chunk boundaries on micro-batch boundaries) and the *whole*
+  batch's micro-batch count as ``num_microbatches``; the chunk losses then sum exactly to the
+  unchunked one.
 
   Args:
     token_logprobs: ``[..., N, L]`` log-probabilities of the sampled tokens.
     token_mask: ``[..., N, L]`` 1 for response tokens that count, 0 for padding/prompt.
     adv: ``[..., N]`` advantages (e.g. from :func:`advantages`); positional or ``adv=``
       (``advantages_=`` is the deprecated spelling, kept with a DeprecationWarning).
-    aggregation: ``"sequence_mean"`` or ``"token_mean"``.
+    aggregation: one of :data:`AGGREGATIONS`: ``"sequence_mean"``, ``"token_mean"`` or
+      ``"microbatch_token_mean"``.
     num_tokens: normaliser of ``token_mean`` (scalar, may be traced).
     num_sequences: normaliser of ``sequence_mean`` (scalar, may be traced).
     token_entropies: ``[..., N, L]`` per-token entropies, or ``None``.
     entropy_coef: weight of the entropy bonus (needs ``token_entropies`` when nonzero).
+    microbatch_size: sequences per micro-batch ``S`` of ``microbatch_token_mean`` (a static
+      int that divides the number of sequences; required there, only there).
+    num_microbatches: divisor ``D`` of ``microbatch_token_mean`` (scalar, may be traced;
+      default the number of micro-batches in the inputs).
 
   Returns:
     A scalar (float32 or wider).
 
   Raises:
-    ValueError: unknown aggregation, a normaliser that does not belong to it, or
-      ``entropy_coef != 0`` without ``token_entropies``.
+    ValueError: unknown aggregation, a normaliser that does not belong to it, a
+      ``microbatch_size`` that is missing, not a positive int or does not divide the number of
+      sequences, or ``entropy_coef != 0`` without ``token_entropies``.
   """
   adv = _resolve_adv(adv, deprecated, "surrogate_loss")
   if aggregation not in AGGREGATIONS:
     raise ValueError(f"aggregation: must be one of {AGGREGATIONS}, got {aggregation!r}")
-  if aggregation == "sequence_mean" and num_tokens is not None:
-    raise ValueError("num_tokens: only for aggregation='token_mean' (sequence_mean takes "
-                     "num_sequences)")
-  if aggregation == "token_mean" and num_sequences is not None:
-    raise ValueError("num_sequences: only for aggregation='sequence_mean' (token_mean takes "
-                     "num_tokens)")
+  if aggregation != "token_mean" and num_tokens is not None:
+    raise ValueError(f"num_tokens: only for aggregation='token_mean' ({aggregation} takes "
+                     f"{_NORMALISER[aggregation]})")
+  if aggregation != "sequence_mean" and num_sequences is not None:
+    raise ValueError(f"num_sequences: only for aggregation='sequence_mean' ({aggregation} "
+                     f"takes {_NORMALISER[aggregation]})")
+  if aggregation != "microbatch_token_mean":
+    for name, value in (("microbatch_size", microbatch_size),
+                        ("num_microbatches", num_microbatches)):
+      if value is not None:
+        raise ValueError(f"{name}: only for aggregation='microbatch_token_mean' "
+                         f"({aggregation} takes {_NORMALISER[aggregation]})")
   coef = _check_float(entropy_coef, "entropy_coef", nonnegative=False)
   if coef != 0.0 and token_entropies is None:
     raise ValueError("entropy_coef: a nonzero entropy bonus needs token_entropies")
@@ -720,14 +1186,48 @@ def surrogate_loss(token_logprobs: chex.Array, token_mask: chex.Array,
   dtype = _compute_dtype(logp.dtype)
   mask = jnp.asarray(token_mask).astype(dtype)
   a = jax.lax.stop_gradient(jnp.asarray(adv).astype(dtype))
+  ent = None
+  if token_entropies is not None:
+    chex.assert_equal_shape([token_logprobs, token_entropies])
+    ent = jnp.asarray(token_entropies).astype(dtype)
+  if aggregation == "microbatch_token_mean":
+    return _microbatch_token_mean(logp.astype(dtype), mask, a, ent, coef, microbatch_size,
+                                  num_microbatches, dtype)
   if aggregation == "sequence_mean":
     count = _normaliser(num_sequences, jnp.asarray(a.size), "num_sequences", dtype)
   else:
     total = jnp.sum(mask)
     count = _normaliser(num_tokens, jnp.where(total > 0, total, 1), "num_tokens", dtype)
   loss = -jnp.sum(a[..., None] * mask * logp.astype(dtype)) / count
-  if token_entropies is not None:
-    chex.assert_equal_shape([token_logprobs, token_entropies])
-    ent = jnp.asarray(token_entropies)
-    loss = loss - coef * jnp.sum(mask * ent.astype(dtype)) / count
+  if ent is not None:
+    loss = loss - coef * jnp.sum(mask * ent) / count
   return loss
+
+
+_NORMALISER = {"sequence_mean": "num_sequences", "token_mean": "num_tokens",
+               "microbatch_token_mean": "microbatch_size and num_microbatches"}
+
+
+def _microbatch_token_mean(logp, mask, a, ent, coef: float, microbatch_size: Any,
+                           num_microbatches: Any, dtype) -> jax.Array:
+  """``aggregation="microbatch_token_mean"`` of :func:`surrogate_loss` (inputs validated)."""
+  num_seq = a.size
+  if microbatch_size is None:
+    raise ValueError("microbatch_size: aggregation='microbatch_token_mean' needs "
+                     "microbatch_size=S (sequences per micro-batch)")
+  size = _check_int(microbatch_size, "microbatch_size", 1, None, "S")
+  if num_seq % size:
+    raise ValueError(f"microbatch_size: {size} does not divide the number of sequences "
+                     f"{num_seq} (adv shape {a.shape})")
+  count = num_seq // size
+  length = logp.shape[-1]
+  split = (count, size, length)
+  logp, mask = jnp.reshape(logp, split), jnp.reshape(mask, split)
+  a = jnp.reshape(a, (count, size, 1))
+  tokens = jnp.sum(mask, axis=(1, 2))
+  tokens = jnp.where(tokens > 0, tokens, 1)
+  per_mb = -jnp.sum(a * mask * logp, axis=(1, 2)) / tokens
+  if ent is not None:
+    per_mb = per_mb - coef * jnp.sum(mask * jnp.reshape(ent, split), axis=(1, 2)) / tokens
+  divisor = _normaliser(num_microbatches, jnp.asarray(count), "num_microbatches", dtype)
+  return jnp.sum(per_mb) / divisor

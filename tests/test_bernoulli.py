@@ -13,10 +13,14 @@ import pytest
 
 from experiments.bernoulli import analysis
 from experiments.bernoulli import config as config_lib
+from experiments.bernoulli import evaluate
 from experiments.bernoulli import exact
-from experiments.bernoulli import grid as grid_lib
-from experiments.bernoulli import summary as summary_lib
+from experiments.bernoulli import experiment
+from experiments.bernoulli import metrics as bernoulli_metrics
+from experiments.bernoulli import runs as runs_lib
+from experiments.bernoulli import steps as steps_lib
 from experiments.bernoulli import train
+from experiments.bernoulli import validation
 from maxrl_jax import metrics as metrics_lib
 from maxrl_jax import theory
 from maxrl_jax.train.errors import ConfigError
@@ -46,7 +50,7 @@ def test_sampled_gradient_mean_converges_to_exact_gradient(policy):
                     **{"sampled.num_rollouts": (1, 2, 5), "figures.num_rollouts": 2,
                        "sampled.estimators": _TEST_ESTIMATORS,
                        "exact.estimators": _TEST_ESTIMATORS})
-  grid = grid_lib.make_grids(c)[policy]
+  grid = steps_lib.make_grids(c)[policy]
   params = grid.policy.init()
   logits = grid.policy.logits(params)
   tables = grid.tables()
@@ -86,7 +90,7 @@ def test_exact_coefficients_match_theory_float64():
   config = config_lib.get_config("cpu")
   for n in (1, 2, 7, 64, 1024):
     for m in config_lib.DEFAULT_ESTIMATORS:
-      opts = grid_lib.estimator_options(config, m, n)  # "N" options resolved per n
+      opts = runs_lib.estimator_options(config, m, n)  # "N" options resolved per n
       table = exact.estimator_table(m, n, options=opts).device()
       w = np.asarray(exact.weight_from_logit_coefficient(
           logits, exact.expected_logit_coefficient(logits, table)), np.float64)
@@ -107,7 +111,7 @@ def test_exact_variance_matches_monte_carlo():
       jnp.float32)
   for m in ("reinforce", "grpo", "maxrl", "rloo"):
     var = exact.logit_coefficient_variance(logits, exact.estimator_table(m, n).device())
-    mc = jnp.var(analysis.sampled_logit_coefficient(rewards, p, m), axis=0, ddof=1)
+    mc = jnp.var(evaluate.sampled_logit_coefficient(rewards, p, m), axis=0, ddof=1)
     np.testing.assert_allclose(mc, var, rtol=0.1, err_msg=m)
 
 
@@ -164,14 +168,14 @@ def test_larger_truncation_never_lowers_final_mean_log_p_tabular():
   # Per prompt too: every prompt's final pass rate is non-decreasing in T.
   logits = np.asarray(out["state"]["tabular"]["exact_truncated"]["params"]["logits"])
   assert np.all(np.diff(logits, axis=0) >= -1e-5)
-  summary = summary_lib.summarize(c, out["grids"], out["curves"])
+  summary = analysis.summarize(c, out["grids"], out["curves"])
   assert summary["policies"]["tabular"]["checks"]["exact_truncated_monotone_in_T"]
 
 
 def test_metrics_match_reference_pass_at_k():
   logits = jnp.asarray([-9.0, -3.0, 0.5, 2.0])
   hard = jnp.asarray([True, False, False, False])
-  vec = np.asarray(grid_lib.policy_metrics(logits, hard, (1, 8, 64)))
+  vec = np.asarray(bernoulli_metrics.policy_metrics(logits, hard, (1, 8, 64)))
   p = np.asarray(jax.nn.sigmoid(logits), np.float64)
   np.testing.assert_allclose(vec[0], np.mean(np.log(p)), rtol=1e-5)
   np.testing.assert_allclose(vec[1], np.mean(p), rtol=1e-5)
@@ -193,16 +197,16 @@ def test_config_errors_name_the_field():
   for key, value, field in bad:
     c = _small_config(**{key: value})
     with pytest.raises(ConfigError) as err:
-      grid_lib.validate_config(c)
+      validation.validate(c)
     assert err.value.field == field, (key, err.value)
   for preset in ("smoke", "cpu", "paper"):
-    grid_lib.validate_config(config_lib.get_config(preset))
+    validation.validate(config_lib.get_config(preset))
 
 
 def test_smoke_preset_end_to_end(tmp_path):
   c = config_lib.get_config("smoke")
   workdir = str(tmp_path / "run")
-  summary = train.run(c, workdir)
+  summary = experiment.run(c, workdir)
   for name in ("config.json", "metrics.jsonl", "summary.json", "curves.npz", "analysis.npz"):
     assert os.path.exists(os.path.join(workdir, name)), name
   assert os.listdir(os.path.join(workdir, "checkpoints"))
@@ -224,8 +228,15 @@ def test_smoke_preset_end_to_end(tmp_path):
   by_t = tab["checks"]["exact_truncated_final_mean_log_p_by_T"]
   assert by_t["ml"] > by_t["T1"]
   # A second call finds the complete summary and returns it without training.
-  again = train.run(c, workdir)
+  again = experiment.run(c, workdir)
   assert again == json.load(open(os.path.join(workdir, "summary.json")))
+  # The workdir reads back: summary, every curve, the estimator analysis.
+  loaded = analysis.load(workdir)
+  assert loaded["summary"] == again
+  assert set(loaded["curves"]) == set(c.policies)
+  assert loaded["curves"]["tabular"]["exact_truncated"].shape == (
+      c.num_steps + 1, len(c.exact.truncations), len(bernoulli_metrics.metric_names(c)))
+  assert set(loaded["analysis"]) >= {"weight_exact", "variance_exact", "estimators"}
 
 
 def test_chunk_function_compiles_once():
@@ -233,13 +244,14 @@ def test_chunk_function_compiles_once():
                     **{"sampled.num_rollouts": (2,), "figures.num_rollouts": 2,
                        "sampled.estimators": ("maxrl", "grpo"), "exact.estimators": ("maxrl",),
                        "exact.truncations": (1, math.inf)})
-  pg = grid_lib.make_grids(c)["tabular"]
+  pg = steps_lib.make_grids(c)["tabular"]
   chunk = pg.make_chunk_fn()
   state = pg.init_state()
   for start in (0, 10, 20):
     state, mets = chunk(state, jnp.asarray(start, jnp.int32))
   assert chunk._cache_size() == 1  # pylint: disable=protected-access
-  assert mets["sampled/n2"].shape == (10, 2, c.sampled.num_seeds, len(grid_lib.metric_names(c)))
+  assert mets["sampled/n2"].shape == (10, 2, c.sampled.num_seeds,
+                                      len(bernoulli_metrics.metric_names(c)))
 
 
 def test_resume_from_checkpoint_is_exact(tmp_path):

@@ -1,8 +1,11 @@
 """The drivers' real entry points (``python -m experiments.<driver>.main``): SIGTERM then rerun,
 SIGKILL then rerun, changed configs, a busy workdir, and one-line config errors."""
 
+import ast
+import importlib.util
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -266,3 +269,102 @@ def test_reproduce_sigterm_in_maze_sft_then_rerun_equals_uninterrupted(tmp_path)
     return text.split("\n## ", 1)[1]
 
   assert body(workdir) == body(reference)
+
+
+# ----------------------------------------------------------------------------- --help
+
+# Driver -> (console script, module, text only that driver's --help shows, config file or None).
+_HELP = {
+    "bernoulli": ("maxrl-bernoulli", "experiments.bernoulli.main",
+                  "runs/bernoulli/<preset>", "experiments/bernoulli/config.py"),
+    "imagenet": ("maxrl-imagenet", "experiments.imagenet.main",
+                 "runs/imagenet/<preset>", "experiments/imagenet/config.py"),
+    "maze": ("maxrl-maze", "experiments.maze.main", "runs/maze/<preset>",
+             "experiments/maze/config.py"),
+    "reproduce": ("maxrl-reproduce", "experiments.reproduce", "--[no]report_only", None),
+}
+
+
+def _docstring_first_line(module):
+  path = os.path.join(REPO, *module.split(".")) + ".py"
+  with open(path, encoding="utf-8") as f:
+    return ast.get_docstring(ast.parse(f.read())).splitlines()[0]
+
+
+def _presets(config_file):
+  """The presets ``--help`` must list, each checked to be accepted by ``get_config``."""
+  from maxrl_jax.train import entry
+  path = os.path.join(REPO, config_file)
+  names = entry.config_presets(path)
+  assert {"paper", "cpu", "smoke"} <= set(names), (config_file, names)
+  spec = importlib.util.spec_from_file_location("_help_config", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  for name in names:
+    assert module.get_config(name) is not None, name
+  return names
+
+
+def _check_help(res, driver):
+  _, module, specific, config_file = _HELP[driver]
+  assert res.returncode == 0, res.stdout + res.stderr
+  out = res.stdout
+  assert _docstring_first_line(module) in out, out
+  assert specific in out, out  # a flag of this driver
+  for shared in ("--[no]allow_config_change", "--profile_steps"):  # entry.py's flags
+    assert shared in out, out
+  if config_file is not None:
+    assert "--config" in out
+    assert f"presets of --config ({os.path.join(REPO, config_file)}):" in out, out
+    listed = out.split("presets of --config", 1)[1]
+    for name in _presets(config_file):
+      assert re.search(rf"[ ,]{name}(,|\n)", listed), (name, listed)
+  else:  # experiments.reproduce: --preset picks one preset of every experiment's config.
+    assert "presets (--preset=<name>): smoke, cpu, paper." in out, out
+    assert "maze_scarce (<name>_scarce):" in out, out
+    for config in ("bernoulli", "imagenet", "maze"):
+      assert os.path.join(REPO, "experiments", config, "config.py") in out
+      for name in _presets(f"experiments/{config}/config.py"):
+        assert name in out, name
+
+
+@pytest.mark.parametrize("driver", sorted(_HELP))
+def test_console_script_help_explains_itself(driver):
+  script = os.path.join(os.path.dirname(sys.executable), _HELP[driver][0])
+  if not os.path.exists(script):
+    pytest.skip(f"{_HELP[driver][0]} is not installed next to {sys.executable} (pip install -e .)")
+  env = _env()
+  env.pop("PYTHONPATH")  # the installed package, from any directory
+  res = subprocess.run([script, "--help"], cwd="/", env=env, capture_output=True, text=True,
+                       timeout=300)
+  _check_help(res, driver)
+
+
+@pytest.mark.parametrize("driver", sorted(_HELP))
+def test_python_m_help_explains_itself(driver):
+  res = subprocess.run([sys.executable, "-m", _HELP[driver][1], "-?"], cwd="/", env=_env(),
+                       capture_output=True, text=True, timeout=300)
+  _check_help(res, driver)
+
+
+def test_helpfull_adds_every_module_and_still_the_presets():
+  res = subprocess.run([sys.executable, "-m", "experiments.maze.main", "--helpfull"], cwd="/",
+                       env=_env(), capture_output=True, text=True, timeout=300)
+  _check_help(res, "maze")
+  assert "absl.logging:" in res.stdout and "--verbosity" in res.stdout
+
+
+def test_config_presets_read_the_source_without_running_it(tmp_path):
+  from maxrl_jax.train import entry
+  listed = tmp_path / "listed.py"
+  listed.write_text("raise RuntimeError('never executed')\n"
+                    "PRESETS = {'b': None, 'a': None}\n")
+  assert entry.config_presets(listed) == ("b", "a")
+  compared = tmp_path / "compared.py"
+  compared.write_text("def get_config(p='x'):\n"
+                      "  if p not in ('x', 'y'):\n    raise ValueError(p)\n"
+                      "  if p == 'y' or p == 'z_scarce':\n    pass\n")
+  assert entry.config_presets(compared) == ("x", "y", "z_scarce")
+  none = tmp_path / "none.py"
+  none.write_text("def get_config():\n  return {}\n")
+  assert entry.config_presets(none) == ()

@@ -1,5 +1,6 @@
 """Tests for maxrl_jax.estimators: hand-computed values, closed forms, edge cases, properties."""
 
+import functools
 import itertools
 import math
 
@@ -509,10 +510,13 @@ def test_reward_domain_registry():
 
 def test_maxrl_on_real_rewards_is_the_documented_sign_flip():
   """The module docstring's example: maxrl is for binary rewards; on a group with a negative
-  mean its formula (r - m)/m flips every sign, and only the ratio r_i/K counts."""
-  out = estimators.advantages(jnp.asarray([-1.0, 0.0, 0.0, 0.0]), "maxrl")
+  mean its formula (r - m)/m flips every sign, and only the ratio r_i/K counts. Concrete
+  rewards like these raise (test_reward_safety.py); check_rewards=False evaluates the formula."""
+  with pytest.raises(ValueError, match="^rewards: method 'maxrl'"):
+    estimators.advantages(jnp.asarray([-1.0, 0.0, 0.0, 0.0]), "maxrl")
+  out = estimators.advantages(jnp.asarray([-1.0, 0.0, 0.0, 0.0]), "maxrl", check_rewards=False)
   np.testing.assert_allclose(out, [3.0, -1.0, -1.0, -1.0], rtol=1e-6)
-  out = estimators.advantages(jnp.asarray([2.0, 0.0, 0.0, 0.0]), "maxrl")
+  out = estimators.advantages(jnp.asarray([2.0, 0.0, 0.0, 0.0]), "maxrl", check_rewards=False)
   np.testing.assert_allclose(out, estimators.advantages(jnp.asarray([1.0, 0, 0, 0]), "maxrl"))
   # The "real" methods keep the natural order on the same group.
   for method in ("mean_baseline", "rloo", "grpo"):
@@ -630,7 +634,7 @@ def test_token_mean_loss_hand_values():
   np.testing.assert_allclose(with_bonus, 11 / 2 - 0.1 * 7 / 2, rtol=1e-6)
 
 
-@pytest.mark.parametrize("aggregation", estimators.AGGREGATIONS)
+@pytest.mark.parametrize("aggregation", ["sequence_mean", "token_mean"])
 def test_loss_gradients(aggregation):
   logits, tokens, mask, adv = _loss_inputs()
   coef = 0.01
@@ -660,7 +664,7 @@ def test_loss_gradients(aggregation):
                              rtol=1e-6)
 
 
-@pytest.mark.parametrize("aggregation", estimators.AGGREGATIONS)
+@pytest.mark.parametrize("aggregation", ["sequence_mean", "token_mean"])
 def test_micro_batches_sum_to_the_full_loss(aggregation):
   logits, tokens, mask, adv = _loss_inputs(batch=4)
   ent = estimators.token_entropy(logits)
@@ -734,6 +738,114 @@ def test_deprecated_advantages_keyword():
      ({"entropy_coef": 0.1}, "entropy_coef"),
      ({"entropy_coef": "big", "token_entropies": jnp.ones((2, 4, 3))}, "entropy_coef")])
 def test_loss_option_errors(kwargs, field):
+  with pytest.raises(ValueError, match=f"^{field}"):
+    estimators.surrogate_loss(-jnp.ones((2, 4, 3)), jnp.ones((2, 4, 3)), jnp.ones((2, 4)),
+                              **kwargs)
+
+
+# --- microbatch_token_mean (verl's token-mean with gradient accumulation) ----------------------
+
+# B = 2 prompts x N = 2 rollouts x L = 3 tokens; response lengths 3, 2, 1, 3.
+MB_LOGP = [[[-1.0, -2.0, -3.0], [-0.5, -0.5, -9.0]], [[-1.0, -7.0, -7.0], [-2.0, -2.0, -2.0]]]
+MB_MASK = [[[1.0, 1.0, 1.0], [1.0, 1.0, 0.0]], [[1.0, 0.0, 0.0], [1.0, 1.0, 1.0]]]
+MB_ADV = [[2.0, -1.0], [1.0, 0.5]]
+MB_ENT = [[[1.0, 1.0, 1.0], [2.0, 2.0, 50.0]], [[3.0, 9.0, 9.0], [1.0, 2.0, 3.0]]]
+
+
+def test_microbatch_token_mean_hand_values():
+  logp, mask, adv, ent = (jnp.asarray(x) for x in (MB_LOGP, MB_MASK, MB_ADV, MB_ENT))
+  loss = functools.partial(estimators.surrogate_loss, logp, mask, adv,
+                           aggregation="microbatch_token_mean")
+  # S = 2: micro-batch 1 = prompt 0: -(2 (-6) + (-1)(-1))/5 = 11/5; micro-batch 2 = prompt 1:
+  # -(1 (-1) + 0.5 (-6))/4 = 1. Mean: 1.6 (the global token-mean is 15/9 = 1.667).
+  np.testing.assert_allclose(loss(microbatch_size=2), 1.6, rtol=1e-6)
+  np.testing.assert_allclose(
+      estimators.surrogate_loss(logp, mask, adv, aggregation="token_mean"), 15 / 9, rtol=1e-6)
+  # S = 1: per-sequence token-means 4, -0.5, 1, 1.
+  np.testing.assert_allclose(loss(microbatch_size=1), 5.5 / 4, rtol=1e-6)
+  # Entropy bonus, aggregated the same way: (7/5 + 9/4)/2 = 1.825.
+  np.testing.assert_allclose(loss(microbatch_size=2, token_entropies=ent, entropy_coef=0.1),
+                             1.6 - 0.1825, rtol=1e-6)
+  # An explicit divisor (the whole batch's micro-batch count when this is a chunk).
+  np.testing.assert_allclose(loss(microbatch_size=2, num_microbatches=8), 3.2 / 8, rtol=1e-6)
+  # A micro-batch without response tokens contributes 0, not NaN.
+  empty = mask.at[1].set(0.0)
+  np.testing.assert_allclose(
+      estimators.surrogate_loss(logp, empty, adv, aggregation="microbatch_token_mean",
+                                microbatch_size=2), 1.1, rtol=1e-6)
+
+
+def test_microbatch_token_mean_with_one_microbatch_is_token_mean():
+  logits, tokens, mask, adv = _loss_inputs(batch=3, n=4)
+  logp = _token_logprobs(logits, tokens)
+  ent = estimators.token_entropy(logits)
+  kwargs = dict(token_entropies=ent, entropy_coef=0.03)
+  whole = estimators.surrogate_loss(logp, mask, adv, aggregation="microbatch_token_mean",
+                                    microbatch_size=adv.size, **kwargs)
+  token = estimators.surrogate_loss(logp, mask, adv, aggregation="token_mean", **kwargs)
+  np.testing.assert_allclose(whole, token, rtol=1e-6)
+  several = estimators.surrogate_loss(logp, mask, adv, aggregation="microbatch_token_mean",
+                                      microbatch_size=4, **kwargs)
+  assert abs(float(several) - float(token)) > 1e-4  # unequal micro-batch token counts
+
+
+def test_microbatch_token_mean_chunks_sum_to_the_whole():
+  logits, tokens, mask, adv = _loss_inputs(seed=8, batch=4, n=4)  # 16 sequences
+  logp = _token_logprobs(logits, tokens)
+  ent = estimators.token_entropy(logits)
+  kwargs = dict(aggregation="microbatch_token_mean", microbatch_size=4, entropy_coef=0.02)
+
+  def loss(lp, sl, **extra):
+    return estimators.surrogate_loss(lp, mask[sl], adv[sl], token_entropies=ent[sl], **kwargs,
+                                     **extra)
+
+  full = loss(logp, slice(None))
+  chunks = [slice(0, 2), slice(2, 4)]  # 8 sequences = 2 whole micro-batches each
+  parts = [loss(logp[c], c, num_microbatches=4) for c in chunks]
+  np.testing.assert_allclose(sum(parts), full, rtol=1e-6)
+  full_grad = jax.grad(lambda lp: loss(lp, slice(None)))(logp)
+  grads = [jax.grad(lambda lp, c=c: loss(lp, c, num_microbatches=4))(logp[c]) for c in chunks]
+  np.testing.assert_allclose(jnp.concatenate(grads), full_grad, rtol=1e-6, atol=1e-9)
+
+
+def test_microbatch_token_mean_jit_and_gradient():
+  logits, tokens, mask, adv = _loss_inputs(seed=9, batch=2, n=4)  # 8 sequences
+  logp = _token_logprobs(logits, tokens)
+
+  def loss(lp, divisor=None):
+    return estimators.surrogate_loss(lp, mask, adv, aggregation="microbatch_token_mean",
+                                     microbatch_size=2, num_microbatches=divisor)
+
+  eager = loss(logp)
+  np.testing.assert_allclose(jax.jit(loss)(logp), eager, rtol=1e-6)
+  np.testing.assert_allclose(jax.jit(loss)(logp, jnp.asarray(8.0)), eager / 2, rtol=1e-6)
+  # d L / d log pi(token) = -A m / (tokens of its micro-batch * number of micro-batches).
+  m = np.asarray(mask).reshape(4, 2, -1)
+  tokens_per_mb = np.maximum(m.sum(axis=(1, 2)), 1)
+  want = -np.asarray(adv).reshape(4, 2, 1) * m / (tokens_per_mb[:, None, None] * 4)
+  np.testing.assert_allclose(jax.grad(loss)(logp), want.reshape(logp.shape), rtol=1e-5,
+                             atol=1e-9)
+  grad_adv = jax.grad(lambda a: estimators.surrogate_loss(
+      logp, mask, a, aggregation="microbatch_token_mean", microbatch_size=2))(adv)
+  np.testing.assert_array_equal(grad_adv, 0.0)
+
+
+@pytest.mark.parametrize(
+    "kwargs,field",
+    [({"aggregation": "microbatch_token_mean"}, "microbatch_size"),
+     ({"aggregation": "microbatch_token_mean", "microbatch_size": 3}, "microbatch_size"),
+     ({"aggregation": "microbatch_token_mean", "microbatch_size": 0}, "microbatch_size"),
+     ({"aggregation": "microbatch_token_mean", "microbatch_size": True}, "microbatch_size"),
+     ({"aggregation": "microbatch_token_mean", "microbatch_size": 2.0}, "microbatch_size"),
+     ({"aggregation": "microbatch_token_mean", "microbatch_size": 2, "num_tokens": 3},
+      "num_tokens"),
+     ({"aggregation": "microbatch_token_mean", "microbatch_size": 2, "num_sequences": 3},
+      "num_sequences"),
+     ({"aggregation": "token_mean", "microbatch_size": 2}, "microbatch_size"),
+     ({"num_microbatches": 2}, "num_microbatches"),
+     ({"aggregation": "microbatch_token_mean", "microbatch_size": 2, "num_microbatches": "x"},
+      "num_microbatches")])
+def test_microbatch_token_mean_errors(kwargs, field):
   with pytest.raises(ValueError, match=f"^{field}"):
     estimators.surrogate_loss(-jnp.ones((2, 4, 3)), jnp.ones((2, 4, 3)), jnp.ones((2, 4)),
                               **kwargs)

@@ -14,7 +14,7 @@ from etils.epath import gpath
 import pytest
 
 from experiments.bernoulli import config as bernoulli_config
-from experiments.bernoulli import train as bernoulli_train
+from experiments.bernoulli import experiment as bernoulli_experiment
 from maxrl_jax.train import checkpoint as checkpoint_lib
 from maxrl_jax.train import logs
 from maxrl_jax.train import stage as stage_lib
@@ -112,7 +112,7 @@ def _all_files(root):
 def test_bernoulli_smoke_on_a_gs_workdir(bucket):
   root, cwd, fake = bucket
   config = bernoulli_config.get_config("smoke")
-  summary = bernoulli_train.run(config, "gs://bucket/runs/bernoulli")
+  summary = bernoulli_experiment.run(config, "gs://bucket/runs/bernoulli")
   assert summary["complete"]
   written = _all_files(os.path.join(root, "bucket", "runs", "bernoulli"))
   for name in ("config.json", "metrics.jsonl", "summary.json", "curves.npz", "analysis.npz"):
@@ -124,7 +124,7 @@ def test_bernoulli_smoke_on_a_gs_workdir(bucket):
   assert os.listdir(cwd) == []  # nothing local (no "gs:" directory)
   assert fake.calls > 0
   # Read back through gs:// like a recreated VM would: the run is complete, nothing retrained.
-  again = bernoulli_train.run(config, "gs://bucket/runs/bernoulli")
+  again = bernoulli_experiment.run(config, "gs://bucket/runs/bernoulli")
   assert again == stage_lib.read_summary("gs://bucket/runs/bernoulli")
   assert [r["step"] for r in logs.read_metrics("gs://bucket/runs/bernoulli")] == [10, 20]
 
@@ -132,9 +132,9 @@ def test_bernoulli_smoke_on_a_gs_workdir(bucket):
 @pytest.mark.slow
 def test_maze_smoke_on_a_gs_workdir(bucket):
   from experiments.maze import config as maze_config  # pylint: disable=g-import-not-at-top
-  from experiments.maze import sweep  # pylint: disable=g-import-not-at-top
+  from experiments.maze import experiment  # pylint: disable=g-import-not-at-top
   root, cwd, _ = bucket
-  out = sweep.run(maze_config.get_config("smoke"), "gs://bucket/runs/maze")
+  out = experiment.run(maze_config.get_config("smoke"), "gs://bucket/runs/maze")
   assert out["complete"]
   written = _all_files(os.path.join(root, "bucket", "runs", "maze"))
   for name in ("config.json", "summary.json", "table.md", "sft/summary.json",

@@ -7,7 +7,8 @@ import pytest
 import tensorflow as tf
 
 from experiments.imagenet import config as config_lib
-from experiments.imagenet import input_pipeline
+from experiments.imagenet import data as data_lib
+from experiments.imagenet import runs as runs_lib
 from experiments.imagenet import steps
 from experiments.imagenet import validation
 from maxrl_jax.train import logs
@@ -72,15 +73,15 @@ def test_the_old_seed_field_is_refused():
 
 def test_run_directories_one_seed_keeps_the_run_name_several_add_the_seed():
   c = config_lib.get_config("smoke")
-  assert [(t["dir"], t["name"], t["seed"]) for t in steps.trained_runs(c)] == [
+  assert [(t["dir"], t["name"], t["seed"]) for t in runs_lib.trained_runs(c)] == [
       ("cross_entropy", "cross_entropy", 0), ("maxrl_n8", "maxrl_n8", 0)]
   c.seeds = (3, 0)
-  assert [t["dir"] for t in steps.trained_runs(c)] == [  # seed by seed, in config order
+  assert [t["dir"] for t in runs_lib.trained_runs(c)] == [  # seed by seed, in config order
       "cross_entropy_s3", "maxrl_n8_s3", "cross_entropy_s0", "maxrl_n8_s0"]
   validation.validate(c, mesh_lib.make_mesh(jax.devices()[:1]))
   # A run named like another's directory keeps a directory of its own.
   c.runs = c.runs + [{"name": "maxrl_n8_s0", "objective": "maxrl", "num_rollouts": 8}]
-  dirs = [t["dir"] for t in steps.trained_runs(c)]
+  dirs = [t["dir"] for t in runs_lib.trained_runs(c)]
   assert len(set(dirs)) == len(dirs) == 6
 
 
@@ -103,17 +104,17 @@ def test_seed_zero_run_config_is_unchanged(preset):
   directory) is the one the driver used before seeds existed; a second seed changes only the
   seed and the directory name."""
   c = config_lib.get_config(preset)
-  for run, trained in zip(c.runs, steps.trained_runs(c)):
-    rc = steps.run_config(c, trained)
+  for run, trained in zip(c.runs, runs_lib.trained_runs(c)):
+    rc = runs_lib.run_config(c, trained)
     assert trained["dir"] == run["name"]
     assert stage_lib.config_diff(_old_format_run_config(c, run), rc) == []
-    assert stage_lib.config_diff(rc, steps.run_config(c, run)) == []  # the old call still works
-  single = steps.run_config(c, c.runs[0])
+    assert stage_lib.config_diff(rc, runs_lib.run_config(c, run)) == []  # the old call still works
+  single = runs_lib.run_config(c, c.runs[0])
   c.seeds = (0, 1)
-  first, second = steps.trained_runs(c)[0], steps.trained_runs(c)[len(c.runs)]
-  assert stage_lib.config_diff(steps.run_config(c, first), single) == [
+  first, second = runs_lib.trained_runs(c)[0], runs_lib.trained_runs(c)[len(c.runs)]
+  assert stage_lib.config_diff(runs_lib.run_config(c, first), single) == [
       ("run.name", first["dir"], c.runs[0]["name"])]
-  assert [f for f, _, _ in stage_lib.config_diff(single, steps.run_config(c, second))] == [
+  assert [f for f, _, _ in stage_lib.config_diff(single, runs_lib.run_config(c, second))] == [
       "run.name", "seed"]
 
 
@@ -123,12 +124,12 @@ def test_prng_keys_follow_the_seed():
   expected = lambda seed, stream: data(jax.random.fold_in(jax.random.key(seed, impl="rbg"),
                                                           stream))
   c.seeds = (0, 5)
-  runs = steps.trained_runs(c)
+  runs = runs_lib.trained_runs(c)
   for stream in range(4):
     np.testing.assert_array_equal(data(steps.prng_key(c, stream)), expected(0, stream))
-    np.testing.assert_array_equal(data(steps.prng_key(steps.run_config(c, runs[0]), stream)),
+    np.testing.assert_array_equal(data(steps.prng_key(runs_lib.run_config(c, runs[0]), stream)),
                                   expected(0, stream))
-    np.testing.assert_array_equal(data(steps.prng_key(steps.run_config(c, runs[-1]), stream)),
+    np.testing.assert_array_equal(data(steps.prng_key(runs_lib.run_config(c, runs[-1]), stream)),
                                   expected(5, stream))
 
 
@@ -138,17 +139,17 @@ def test_learning_rate_sweep_expands_every_run():
   c.sweep_learning_rates = (0.03, 0.3)
   c.analysis.runs = ("maxrl_n8_lr0.3",)
   validation.validate(c, mesh)
-  runs = steps.comparison_runs(c)
+  runs = runs_lib.comparison_runs(c)
   assert [(r["name"], r["base"], r["learning_rate"]) for r in runs] == [
       ("cross_entropy_lr0.03", "cross_entropy", 0.03),
       ("cross_entropy_lr0.3", "cross_entropy", 0.3),
       ("maxrl_n8_lr0.03", "maxrl_n8", 0.03), ("maxrl_n8_lr0.3", "maxrl_n8", 0.3)]
-  rcs = [steps.run_config(c, t) for t in steps.trained_runs(c)]
+  rcs = [runs_lib.run_config(c, t) for t in runs_lib.trained_runs(c)]
   assert [(rc.run.name, rc.optim.learning_rate) for rc in rcs] == [
       (r["name"], r["learning_rate"]) for r in runs]
   assert all("sweep_learning_rates" not in rc and "seeds" not in rc for rc in rcs)
   c.seeds = (0, 1)
-  assert [t["dir"] for t in steps.trained_runs(c)][:2] == [
+  assert [t["dir"] for t in runs_lib.trained_runs(c)][:2] == [
       "cross_entropy_lr0.03_s0", "cross_entropy_lr0.3_s0"]
   c.analysis.runs = ("maxrl_n8",)  # a name of config.runs, not of the sweep's runs
   with pytest.raises(ConfigError, match=r"config\.analysis\.runs\[0\]"):
@@ -161,8 +162,8 @@ def test_learning_rate_sweep_expands_every_run():
   c = config_lib.get_config("smoke")
   c.runs[1]["learning_rate"] = 0.05
   validation.validate(c, mesh)
-  assert steps.run_config(c, steps.trained_runs(c)[1]).optim.learning_rate == 0.05
-  assert steps.run_config(c, steps.trained_runs(c)[0]).optim.learning_rate == 0.1
+  assert runs_lib.run_config(c, runs_lib.trained_runs(c)[1]).optim.learning_rate == 0.05
+  assert runs_lib.run_config(c, runs_lib.trained_runs(c)[0]).optim.learning_rate == 0.1
   c.runs[1]["learning_rate"] = -1.0
   with pytest.raises(ConfigError, match=r"config\.runs\[1\]\.learning_rate: must be a number"):
     validation.validate(c, mesh)
@@ -185,7 +186,7 @@ def test_cpu_long_preset():
   assert {(r["objective"], r["num_rollouts"]) for r in c.runs[-2:]} == {("grpo", 128),
                                                                          ("grpo", 1024)}
   assert "grpo_n1024" in c.analysis.runs and c.analysis.step == cpu.analysis.step == 300
-  assert len(steps.trained_runs(c)) == 7 * 3 and steps.trained_runs(c)[-1]["dir"] == "grpo_n1024_s2"
+  assert len(runs_lib.trained_runs(c)) == 7 * 3 and runs_lib.trained_runs(c)[-1]["dir"] == "grpo_n1024_s2"
   # Everything else is the cpu comparison's.
   diff = {f for f, _, _ in stage_lib.config_diff(cpu, c)}
   assert diff == {"seeds", "runs", "analysis.runs", "preset"}
@@ -200,7 +201,7 @@ def test_lr_sweep_presets(preset, base):
   assert c.sweep_learning_rates == (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 0.7, 1.0)
   assert c.analysis.runs == ()
   names = [r["name"] for r in config_lib.get_config(base).runs]
-  assert [r["base"] for r in steps.comparison_runs(c)] == [n for n in names for _ in range(8)]
+  assert [r["base"] for r in runs_lib.comparison_runs(c)] == [n for n in names for _ in range(8)]
   diff = {f for f, _, _ in stage_lib.config_diff(config_lib.get_config(base), c)}
   assert diff == {"sweep_learning_rates", "analysis.runs", "preset"}
 
@@ -217,21 +218,21 @@ def test_bad_run_and_estimator_options_are_named():
     validation.validate(c, mesh)
   c = config_lib.get_config("smoke")
   c.estimators.maxrl.eps = -1.0
-  with pytest.raises(ConfigError, match=r"config\.estimators\.maxrl: eps"):
+  with pytest.raises(ConfigError, match=r"config\.estimators\.maxrl\.eps: "):
     validation.validate(c, mesh)
 
 
 def test_run_config_takes_its_estimators_options():
   c = config_lib.get_config("paper")
-  rc = steps.run_config(c, c.runs[-1])
+  rc = runs_lib.run_config(c, c.runs[-1])
   assert rc.run.objective == "grpo" and rc.run.options.to_dict() == {
       "std": "population", "eps": 1e-6}
-  assert steps.run_config(c, c.runs[0]).run.options.to_dict() == {}
+  assert runs_lib.run_config(c, c.runs[0]).run.options.to_dict() == {}
 
 
 def test_eval_geometry_crop_arithmetic():
   geo = lambda h, w, s=224, t="resize256_crop224": tuple(
-      int(x) for x in input_pipeline.eval_geometry(h, w, s, t))
+      int(x) for x in data_lib.eval_geometry(h, w, s, t))
   assert geo(256, 256) == (256, 256, 16, 16)  # the authors' 256x256 copy: a centre crop
   assert geo(375, 500) == (256, 341, 16, 58)  # shorter side 256, longer int(256 * 500 / 375)
   assert geo(500, 375) == (341, 256, 58, 16)
@@ -245,11 +246,11 @@ def test_eval_transform_shapes(transform):
   rng = np.random.default_rng(0)
   for h, w in ((375, 500), (500, 333), (224, 224)):
     image = tf.constant(rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
-    out = input_pipeline._eval_transform(image, 224, transform)  # pylint: disable=protected-access
+    out = data_lib._eval_transform(image, 224, transform)  # pylint: disable=protected-access
     assert out.shape == (224, 224, 3) and out.dtype == tf.uint8
   # A centre crop of an image already at 256x256 copies its pixels.
   image = rng.integers(0, 256, (256, 256, 3), dtype=np.uint8)
-  out = input_pipeline._eval_transform(tf.constant(image), 224, "resize256_crop224")  # pylint: disable=protected-access
+  out = data_lib._eval_transform(tf.constant(image), 224, "resize256_crop224")  # pylint: disable=protected-access
   np.testing.assert_array_equal(out.numpy(), image[16:240, 16:240])
 
 

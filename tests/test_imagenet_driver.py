@@ -7,10 +7,11 @@ import jax
 import numpy as np
 import pytest
 
-from experiments.imagenet import comparison
+from experiments.imagenet import analysis
 from experiments.imagenet import config as config_lib
 from experiments.imagenet import evaluate
-from experiments.imagenet import steps
+from experiments.imagenet import experiment
+from experiments.imagenet import runs as runs_lib
 from experiments.imagenet import train
 from maxrl_jax.train import files
 from maxrl_jax.train import logs
@@ -38,7 +39,7 @@ def _one_device():
 def test_smoke_comparison_end_to_end_and_rerun_skips(data_dir, tmp_path):
   config = _smoke(data_dir)
   workdir = str(tmp_path / "cmp")
-  summary = comparison.run(config, workdir, devices=_one_device())
+  summary = experiment.run(config, workdir, devices=_one_device())
   assert summary["complete"] and summary["stopped"] == "completed" and summary["generated_data"]
   assert set(summary["runs"]) == {"cross_entropy", "maxrl_n8"}
   for name, run in summary["runs"].items():
@@ -68,7 +69,7 @@ def test_smoke_comparison_end_to_end_and_rerun_skips(data_dir, tmp_path):
   # Cross-entropy: |grad log p| > 0 for every image.
   assert min(ce["norms"]) > 0
   # Finished runs are skipped: the same numbers come back without training.
-  again = comparison.run(config, workdir, devices=_one_device())
+  again = experiment.run(config, workdir, devices=_one_device())
   assert again["runs"] == summary["runs"] and again["gradnorm"]["runs"] == ["cross_entropy",
                                                                           "maxrl_n8"]
 
@@ -89,7 +90,7 @@ class _StopAfterChunks(loop.PreemptionGuard):
 
 def test_preempted_run_resumes_exactly_and_comparison_stops(data_dir, tmp_path):
   config = _smoke(data_dir)
-  run_config = steps.run_config(config, config.runs[1])  # maxrl_n8: sampling depends on step.
+  run_config = runs_lib.run_config(config, config.runs[1])  # maxrl_n8: sampling depends on step.
   mesh = mesh_lib.make_mesh(_one_device())
   straight = train.train_run(run_config, str(tmp_path / "a"), mesh=mesh)
   stopped = train.train_run(run_config, str(tmp_path / "b"), mesh=mesh,
@@ -103,7 +104,7 @@ def test_preempted_run_resumes_exactly_and_comparison_stops(data_dir, tmp_path):
   assert resumed.summary["eval"]["eval/pass@1"] == pytest.approx(
       straight.summary["eval"]["eval/pass@1"], rel=1e-5)
   # The orchestrator stops at the first preempted run: no second run, no figures.
-  summary = comparison.run(config, str(tmp_path / "cmp"), devices=_one_device(),
+  summary = experiment.run(config, str(tmp_path / "cmp"), devices=_one_device(),
                            guard=_StopAfterChunks(1))
   assert not summary["complete"] and summary["stopped"] == "preempted"
   assert list(summary["runs"]) == ["cross_entropy"] and summary["runs"]["cross_entropy"][
@@ -149,7 +150,7 @@ def test_seeds_and_lr_sweep_summary_table_and_figures(data_dir, tmp_path, monkey
   config.sweep_learning_rates = (0.03, 0.3, 1.0)
   config.analysis.runs = ()
   workdir = tmp_path / "sweep"
-  summary = comparison.run(config, str(workdir), devices=_one_device())
+  summary = experiment.run(config, str(workdir), devices=_one_device())
   assert summary["complete"] and summary["seeds"] == [0, 1, 2]
   assert len(summary["runs"]) == 2 * 3 * 3
   entry = summary["runs"]["maxrl_n8_lr0.3_s2"]
@@ -171,22 +172,22 @@ def test_seeds_and_lr_sweep_summary_table_and_figures(data_dir, tmp_path, monkey
     assert r["best_learning_rate"] == 0.3 and r["best_run"] == f"{name}_lr0.3"
     assert r["best"] == summary["aggregate"][f"{name}_lr0.3"]["eval/pass@1"]["mean"]
     assert set(r["by_rate"]) == {"0.03", "0.3", "1"}
-  table = (workdir / comparison.LR_SWEEP_TABLE).read_text()
+  table = (workdir / analysis.LR_SWEEP_TABLE).read_text()
   assert "| run | lr 0.03 | lr 0.3 | lr 1 | best lr |" in table and table.count("**") == 4
   for fig in ("imagenet_curves.png", "imagenet_pass_at_k.png", "imagenet_lr_sweep.png"):
     assert os.path.getsize(workdir / "figures" / fig) > 10_000, fig
   assert "gradnorm" not in summary
   # One seed: single-seed numbers, no spread; a diverged rate (nan) is never the best.
-  one = comparison.aggregate(config, summary["runs"])
+  one = analysis.aggregate(config, summary["runs"])
   config.seeds = (1,)
   entries = {t["dir"]: dict(summary["runs"][f"{t['dir']}_s1"]) for t in
-             steps.trained_runs(config)}
+             runs_lib.trained_runs(config)}
   entries["cross_entropy_lr0.3"]["eval/pass@1"] = float("nan")
-  agg1 = comparison.aggregate(config, entries)
+  agg1 = analysis.aggregate(config, entries)
   assert agg1["maxrl_n8_lr1"]["eval/pass@1"] == {
       "mean": entries["maxrl_n8_lr1"]["eval/pass@1"], "min": entries["maxrl_n8_lr1"][
           "eval/pass@1"], "max": entries["maxrl_n8_lr1"]["eval/pass@1"], "std": None}
-  assert comparison.lr_sweep_summary(config, agg1)["runs"]["cross_entropy"][
+  assert analysis.lr_sweep_summary(config, agg1)["runs"]["cross_entropy"][
       "best_learning_rate"] == 1.0
   assert one["maxrl_n8_lr1"]["eval/pass@1"]["std"] > 0
 
@@ -197,7 +198,7 @@ def test_smoke_lr_sweep_trains_every_rate(data_dir, tmp_path):
   config = _smoke(data_dir)
   config.sweep_learning_rates = (0.03, 0.3)
   config.analysis.runs = ()
-  summary = comparison.run(config, str(tmp_path / "sweep"), devices=_one_device())
+  summary = experiment.run(config, str(tmp_path / "sweep"), devices=_one_device())
   assert summary["complete"] and sorted(summary["runs"]) == [
       "cross_entropy_lr0.03", "cross_entropy_lr0.3", "maxrl_n8_lr0.03", "maxrl_n8_lr0.3"]
   for name, entry in summary["runs"].items():
@@ -209,7 +210,7 @@ def test_smoke_lr_sweep_trains_every_rate(data_dir, tmp_path):
     best = max((0.03, 0.3), key=lambda lr: summary["runs"][f"{name}_lr{lr:g}"]["eval/pass@1"])
     assert r["best_learning_rate"] == best
   assert os.path.exists(tmp_path / "sweep" / "figures" / "imagenet_lr_sweep.png")
-  assert os.path.exists(tmp_path / "sweep" / comparison.LR_SWEEP_TABLE)
+  assert os.path.exists(tmp_path / "sweep" / analysis.LR_SWEEP_TABLE)
 
 
 @pytest.mark.slow
@@ -217,10 +218,10 @@ def test_smoke_seeds_seed_zero_unchanged_and_figure8_on_the_first_seed(data_dir,
   config = _smoke(data_dir)
   config.runs = [config.runs[1]]  # maxrl_n8: its label sampling uses the seed's keys.
   config.analysis.runs = ("maxrl_n8",)
-  single = comparison.run(config, str(tmp_path / "one"), devices=_one_device())
+  single = experiment.run(config, str(tmp_path / "one"), devices=_one_device())
   assert list(single["runs"]) == ["maxrl_n8"]
   config.seeds = (0, 1)
-  summary = comparison.run(config, str(tmp_path / "two"), devices=_one_device())
+  summary = experiment.run(config, str(tmp_path / "two"), devices=_one_device())
   assert summary["complete"] and list(summary["runs"]) == ["maxrl_n8_s0", "maxrl_n8_s1"]
   # Seed 0 of a multi-seed comparison trains exactly as the single-seed comparison did.
   a = evaluate.read_final_eval(tmp_path / "one" / "maxrl_n8")["logp_true"]
@@ -244,7 +245,7 @@ def _report_summary(ce, maxrl, seeds):
   runs, agg = {}, {}
   for name, objective, n, values in (("cross_entropy", "cross_entropy", 1, ce),
                                      ("maxrl_n1024", "maxrl", 1024, maxrl)):
-    dirs = [steps.run_dir_name(name, s, len(seeds)) for s in seeds]
+    dirs = [runs_lib.run_dir_name(name, s, len(seeds)) for s in seeds]
     for d, s, v in zip(dirs, seeds, values):
       runs[d] = {"objective": objective, "num_rollouts": n, "step": 10, "complete": True,
                  "run": name, "seed": s, "learning_rate": 0.1, "eval/pass@1": v,
@@ -255,20 +256,18 @@ def _report_summary(ce, maxrl, seeds):
 
 
 def test_report_match_bar_is_95_percent_of_cross_entropy_from_seed_means(tmp_path):
-  from experiments import report  # pylint: disable=g-import-not-at-top
-  assert report.IMAGENET_MATCH_BAR == 0.95
+  from experiments.imagenet import claims  # pylint: disable=g-import-not-at-top
+  assert claims.IMAGENET_MATCH_BAR == 0.95
   row = lambda text: next(l for l in text.splitlines() if "matches cross-entropy" in l)
   # One seed: 0.96 of cross-entropy passes, 0.94 does not.
-  text = report.imagenet_section(_report_summary([0.5], [0.48], (0,)), str(tmp_path),
-                                 str(tmp_path))
+  text = claims.section(_report_summary([0.5], [0.48], (0,)), str(tmp_path), str(tmp_path))
   assert "at least 95% of cross-entropy's" in row(text) and row(text).endswith("**yes** |")
   assert "The match bar is 95% of cross-entropy's final validation pass@1." in text
-  text = report.imagenet_section(_report_summary([0.5], [0.47], (0,)), str(tmp_path),
-                                 str(tmp_path))
+  text = claims.section(_report_summary([0.5], [0.47], (0,)), str(tmp_path), str(tmp_path))
   assert "(ratio 0.94)" in row(text) and row(text).endswith("**no** |")
   # Seeds: the ratio of the seed means decides; the per-seed ratios are shown.
   summary = _report_summary([0.5, 0.6], [0.40, 0.63], (0, 1))  # 1.03 / 1.1 = 0.936; 0.8, 1.05
-  text = report.imagenet_section(summary, str(tmp_path), str(tmp_path))
+  text = claims.section(summary, str(tmp_path), str(tmp_path))
   assert "ratio 0.936; per-seed ratios 0.8 to 1.05" in row(text)
   assert row(text).endswith("**no** |") and "from seed means" in text
   assert "0.515 [0.4, 0.63]" in text  # the table: mean [min, max] over seeds
@@ -278,14 +277,14 @@ def test_report_puts_the_papers_numbers_beside_and_checks_grpo(tmp_path):
   from experiments.imagenet import claims  # pylint: disable=g-import-not-at-top
   summary = _report_summary([0.5, 0.7], [0.48, 0.66], (0, 1))
   for name, n, values in (("grpo_n128", 128, [0.01, 0.03]), ("grpo_n1024", 1024, [0.2, 0.4])):
-    dirs = [steps.run_dir_name(name, s, 2) for s in (0, 1)]
+    dirs = [runs_lib.run_dir_name(name, s, 2) for s in (0, 1)]
     for d, s, v in zip(dirs, (0, 1), values):
       summary["runs"][d] = {"objective": "grpo", "num_rollouts": n, "step": 10, "complete": True,
                             "run": name, "seed": s, "learning_rate": 0.1, "eval/pass@1": v,
                             "eval/pass@128": 0.9, "eval/top1": 0.5, "eval/mean_log_p": -2.0}
     summary["aggregate"][name] = {"seeds": [0, 1], "dirs": dirs}
   summary["num_classes"] = 500
-  text = claims.imagenet_section(summary, str(tmp_path), str(tmp_path))
+  text = claims.section(summary, str(tmp_path), str(tmp_path))
   # Paper beside this run, in percent: seed mean [min, max].
   row = next(l for l in text.splitlines() if l.startswith("| maxrl_n1024 | 59.6 |"))
   assert row == "| maxrl_n1024 | 59.6 | 57 [48, 66] | 93.5 | 90 [90, 90] | ~70 | 50 [50, 50] |"
@@ -299,7 +298,7 @@ def test_report_puts_the_papers_numbers_beside_and_checks_grpo(tmp_path):
   for d, v in (("grpo_n1024_s0", 0.002), ("grpo_n1024_s1", 0.0021)):
     summary["runs"][d]["eval/pass@1"] = v
   summary["runs"]["grpo_n128_s1"]["eval/pass@1"] = 0.0015
-  text2 = claims.imagenet_section(summary, str(tmp_path), str(tmp_path))
+  text2 = claims.section(summary, str(tmp_path), str(tmp_path))
   verdict2 = lambda key: next(l for l in text2.splitlines() if key in l).rsplit("|", 2)[1].strip()
   # [.0015, .01] vs [.002, .0021], and neither left 3/C: inconclusive.
   assert verdict2("GRPO's validation pass@1 grows with N") == "**inconclusive**"
@@ -326,7 +325,7 @@ def test_report_puts_the_papers_numbers_beside_and_checks_grpo(tmp_path):
 
 def test_lr_sweep_records_a_diverged_training_and_goes_on(data_dir, tmp_path, monkeypatch):
   """A sweep's non-finite training is recorded (diverged.json), never the best rate, not
-  retrained by a rerun with the same config; outside a sweep it stops the comparison."""
+  retrained by a rerun with the same config; outside a sweep it stops the experiment."""
   calls = []
 
   def stub(config, workdir, **kwargs):
@@ -344,13 +343,13 @@ def test_lr_sweep_records_a_diverged_training_and_goes_on(data_dir, tmp_path, mo
   config.sweep_learning_rates = (0.03, 0.3, 1.0)
   config.analysis.runs = ()
   workdir = tmp_path / "sweep"
-  summary = comparison.run(config, str(workdir), devices=_one_device())
+  summary = experiment.run(config, str(workdir), devices=_one_device())
   assert summary["complete"] and len(calls) == 2 * 3 * 2
   assert summary["runs"]["cross_entropy_lr1_s0"]["diverged"] == {
       "step": 6, "metric": "loss", "value": "nan"}
   assert "eval/pass@1" not in summary["runs"]["cross_entropy_lr1_s0"]
   assert "diverged" not in summary["runs"]["maxrl_n8_lr1_s0"]
-  record = json.loads((workdir / "maxrl_n8_lr1_s1" / comparison.DIVERGED_FILE).read_text())
+  record = json.loads((workdir / "maxrl_n8_lr1_s1" / experiment.DIVERGED_FILE).read_text())
   assert record["step"] == 6 and record["config"]["optim"]["learning_rate"] == 1.0
   agg = summary["aggregate"]
   assert agg["cross_entropy_lr1"]["diverged_seeds"] == [0, 1]
@@ -360,24 +359,24 @@ def test_lr_sweep_records_a_diverged_training_and_goes_on(data_dir, tmp_path, mo
   assert sweep["cross_entropy"]["diverged"] == ["1"] and sweep["maxrl_n8"]["diverged"] == ["1"]
   assert sweep["cross_entropy"]["best_learning_rate"] == 0.3  # 1.0 is never a candidate
   assert sweep["maxrl_n8"]["best_learning_rate"] == 0.3
-  table = (workdir / comparison.LR_SWEEP_TABLE).read_text()
+  table = (workdir / analysis.LR_SWEEP_TABLE).read_text()
   assert table.count("| diverged |") == 2  # lr 1 of both runs: no mean over the seeds
   # A rerun with the same config does not train the diverged runs again.
   calls.clear()
-  assert comparison.run(config, str(workdir), devices=_one_device())["complete"]
+  assert experiment.run(config, str(workdir), devices=_one_device())["complete"]
   diverged = {"cross_entropy_lr1_s0", "cross_entropy_lr1_s1", "maxrl_n8_lr1_s1"}
   assert len(calls) == 12 - 3 and not diverged & {c[0] for c in calls}
   # A changed run config trains them again.
   config.optim.momentum = 0.8
   calls.clear()
-  comparison.run(config, str(workdir), devices=_one_device())
+  experiment.run(config, str(workdir), devices=_one_device())
   assert diverged <= {c[0] for c in calls}
-  # Outside a sweep a non-finite training stops the comparison.
+  # Outside a sweep a non-finite training stops the experiment.
   config.sweep_learning_rates = ()
   config.runs = [dict(name="cross_entropy", objective="cross_entropy", num_rollouts=1,
                       learning_rate=1.0)]
   with pytest.raises(NonFiniteError, match="non-finite loss=nan at step 6"):
-    comparison.run(config, str(tmp_path / "plain"), devices=_one_device())
+    experiment.run(config, str(tmp_path / "plain"), devices=_one_device())
 
 
 @pytest.mark.slow
@@ -387,8 +386,8 @@ def test_real_diverging_rate_is_recorded_by_the_sweep(data_dir, tmp_path):
   config.sweep_learning_rates = (0.1, 1e9)
   config.runs = [dict(name="maxrl_n8", objective="maxrl", num_rollouts=8)]
   config.analysis.runs = ()
-  summary = comparison.run(config, str(tmp_path / "w"), devices=_one_device())
+  summary = experiment.run(config, str(tmp_path / "w"), devices=_one_device())
   assert summary["complete"] and "diverged" not in summary["runs"]["maxrl_n8_lr0.1"]
   assert summary["runs"]["maxrl_n8_lr1e+09"]["diverged"]["metric"] in ("loss", "grad_norm")
   assert summary["lr_sweep"]["runs"]["maxrl_n8"]["best_learning_rate"] == 0.1
-  assert "| diverged |" in (tmp_path / "w" / comparison.LR_SWEEP_TABLE).read_text()
+  assert "| diverged |" in (tmp_path / "w" / analysis.LR_SWEEP_TABLE).read_text()

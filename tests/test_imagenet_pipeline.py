@@ -11,8 +11,8 @@ import tensorflow_datasets as tfds
 
 import maxrl_jax.datasets as maxrl_datasets
 from experiments.imagenet import config as config_lib
-from experiments.imagenet import input_pipeline
-from experiments.imagenet import steps
+from experiments.imagenet import data as data_lib
+from experiments.imagenet import runs as runs_lib
 from experiments.imagenet import train
 from experiments.imagenet import validation
 from maxrl_jax.datasets import pattern_classes
@@ -49,7 +49,7 @@ def _imagenet_config(data_dir):
   c.train.async_checkpointing = False
   c.analysis.step = 2
   c.runs = [{"name": "maxrl_n16", "objective": "maxrl", "num_rollouts": 16}]
-  return steps.run_config(c, c.runs[0])
+  return runs_lib.run_config(c, c.runs[0])
 
 
 @pytest.fixture()
@@ -61,21 +61,21 @@ def mock_imagenet():
 
 def test_imagenet_stream_is_deterministic_and_resumes_exactly(mock_imagenet, tmp_path):
   config = _imagenet_config(tmp_path / "tfds")
-  builder = input_pipeline.get_builder(config)
-  assert input_pipeline.num_classes(builder) == 1000
-  first = input_pipeline.train_batches(builder, config, 8, steps_per_epoch=3, start_step=0)
+  builder = data_lib.get_builder(config)
+  assert data_lib.num_classes(builder) == 1000
+  first = data_lib.train_batches(builder, config, 8, steps_per_epoch=3, start_step=0)
   batches = [next(first) for _ in range(5)]  # Crosses an epoch boundary.
   for b in batches:
     assert b["image"].shape == (8, 16, 16, 3) and b["image"].dtype == np.uint8
     assert b["label"].dtype == np.int32 and b["label"].max() < 1000
-  again = input_pipeline.train_batches(builder, config, 8, steps_per_epoch=3, start_step=0)
-  resumed = input_pipeline.train_batches(builder, config, 8, steps_per_epoch=3, start_step=2)
+  again = data_lib.train_batches(builder, config, 8, steps_per_epoch=3, start_step=0)
+  resumed = data_lib.train_batches(builder, config, 8, steps_per_epoch=3, start_step=2)
   np.testing.assert_array_equal(next(again)["image"], batches[0]["image"])
   for b in batches[2:]:
     r = next(resumed)
     np.testing.assert_array_equal(r["image"], b["image"])
     np.testing.assert_array_equal(r["label"], b["label"])
-  evals = list(input_pipeline.eval_batches(builder, config, 16))
+  evals = list(data_lib.eval_batches(builder, config, 16))
   assert sum(int(b["mask"].sum()) for b in evals) == _MOCK_EXAMPLES
   assert all(b["image"].shape == (16, 16, 16, 3) for b in evals)
 
@@ -89,7 +89,7 @@ def test_mock_imagenet2012_feeds_the_real_train_step(mock_imagenet, tmp_path, nu
   config.train.scan = scan  # Both chunk modes: a lax.scan per chunk, or one dispatch per step.
   devices = jax.devices()[:num_devices]
   mesh = mesh_lib.make_mesh(devices)
-  builder = input_pipeline.prepare_dataset(config)
+  builder = data_lib.prepare_dataset(config)
   result = train.train_run(config, str(tmp_path / "run"), builder=builder, mesh=mesh)
   assert result.complete and result.step == 4
   assert result.summary["num_devices"] == num_devices
@@ -135,7 +135,7 @@ def test_pattern_classes_generation_is_deterministic_and_balanced(tmp_path):
   builder = tfds.builder("pattern_classes", config=cfg, data_dir=str(tmp_path))
   builder.download_and_prepare()
   assert builder.info.splits["train"].num_examples == 30
-  x, y = input_pipeline.load_split_arrays(builder, "validation", 8)
+  x, y = data_lib.load_split_arrays(builder, "validation", 8)
   assert x.shape == (12, 8, 8, 3) and sorted(np.bincount(y).tolist()) == [2] * 6
   assert maxrl_datasets.make_config(num_classes=1000, image_size=16) is (
       pattern_classes.PatternClasses.builder_configs["c1000_s16_g4_n40v8_j2_c0p3_b0p1_z0p15_seed0"])
@@ -146,5 +146,5 @@ def test_sklearn_digits_builder(tmp_path):
   builder.download_and_prepare()
   assert builder.info.splits["train"].num_examples == 1497
   assert builder.info.splits["validation"].num_examples == 300
-  x, y = input_pipeline.load_split_arrays(builder, "validation", 8)
+  x, y = data_lib.load_split_arrays(builder, "validation", 8)
   assert x.shape == (300, 8, 8, 3) and x.dtype == np.uint8 and set(y.tolist()) == set(range(10))

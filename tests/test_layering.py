@@ -1,5 +1,6 @@
 """Layering: the project's imports form no cycle (function-level imports included), the light
-modules stay light, every module imports in a fresh interpreter, and driver modules stay small."""
+modules stay light, every module imports in a fresh interpreter, every driver has the standard
+modules (CONTRIBUTING.md) and nothing imports upward."""
 
 import ast
 import os
@@ -10,7 +11,14 @@ import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGES = ("maxrl_jax", "experiments", "benchmarks", "examples")
-MAX_DRIVER_LINES = 350
+DRIVERS = ("bernoulli", "imagenet", "maze")
+# The skeleton of every experiments/<driver>/ (CONTRIBUTING.md); "data|evaluate": at least one.
+STANDARD_MODULES = ("config", "validation", "runs", "steps", "data|evaluate", "train",
+                    "experiment", "analysis", "plots", "claims", "main")
+# What reproduce.py and report.py may import of a driver: its interface.
+INTERFACE = ("config", "experiment", "claims")
+# Former module names kept as thin aliases while tests still import them.
+ALIASES: tuple[str, ...] = ()
 
 
 def _modules():
@@ -102,11 +110,55 @@ def test_every_entry_module_imports_in_a_fresh_interpreter():
     assert res.returncode == 0, (m, res.stderr[-3000:])
 
 
-def test_driver_modules_are_small():
-  big = {}
-  for m, path in _modules().items():
-    if m.startswith("experiments."):
-      n = sum(1 for _ in open(path, encoding="utf-8"))
-      if n > MAX_DRIVER_LINES:
-        big[m] = n
-  assert not big, big
+def _graph():
+  modules = _modules()
+  return {m: _imports(p, modules) - {m} for m, p in modules.items()}
+
+
+def test_every_driver_has_the_standard_modules_and_declares_its_experiments():
+  from experiments.common import drivers  # pylint: disable=g-import-not-at-top
+  assert drivers.DRIVERS == DRIVERS
+  modules = _modules()
+  for driver in DRIVERS:
+    for role in STANDARD_MODULES:
+      assert any(f"experiments.{driver}.{r}" in modules for r in role.split("|")), (driver, role)
+  import importlib  # pylint: disable=g-import-not-at-top
+  for driver in DRIVERS:
+    experiment = importlib.import_module(f"experiments.{driver}.experiment")
+    claims = importlib.import_module(f"experiments.{driver}.claims")
+    plots = importlib.import_module(f"experiments.{driver}.plots")
+    assert callable(experiment.run) and callable(claims.section) and callable(plots.draw_all)
+    assert importlib.import_module(f"experiments.{driver}").EXPERIMENTS
+  assert list(drivers.experiments()) == ["bernoulli", "imagenet", "maze", "maze_scarce"]
+
+
+def test_nothing_imports_upward():
+  graph = _graph()
+  bad = []
+  for m, deps in graph.items():
+    if m.startswith("maxrl_jax"):  # The library never imports a driver, a benchmark, an example.
+      bad += [(m, d) for d in deps if not d.startswith("maxrl_jax")]
+    parts = m.split(".")
+    if m.startswith("experiments.common"):  # Shared by the drivers, so it imports none of them.
+      bad += [(m, d) for d in deps if d.split(".")[1:2] and d.split(".")[1] in DRIVERS]
+    if len(parts) == 3 and parts[1] in DRIVERS:
+      driver, role = parts[1], parts[2]
+      for d in deps:
+        dp = d.split(".")
+        if dp[0] != "experiments" or len(dp) < 2:
+          continue
+        if dp[1] in DRIVERS and dp[1] != driver:  # a driver never imports another one
+          bad.append((m, d))
+        if dp[1] == driver and len(dp) == 3:
+          # Reading and drawing a workdir never needs its training or orchestration.
+          if role in ("analysis", "plots", "claims") and dp[2] in ("train", "experiment", "main"):
+            bad.append((m, d))
+          if (dp[2] in ("experiment", "main") and role != "main" and role != dp[2]
+              and m not in ALIASES):
+            bad.append((m, d))  # the orchestrator is imported only by the entry point
+  for m in ("experiments.reproduce", "experiments.report"):
+    for d in graph[m]:
+      dp = d.split(".")
+      if len(dp) >= 2 and dp[1] in DRIVERS and not (len(dp) == 2 or dp[2] in INTERFACE):
+        bad.append((m, d))
+  assert not bad, bad

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from maxrl_jax.envs import maze as M
-from maxrl_jax.envs.maze import core as maze_core
+from maxrl_jax.envs.maze import generators as maze_generators
 
 MOVES = {"UP": (-1, 0), "DOWN": (1, 0), "LEFT": (0, -1), "RIGHT": (0, 1)}
 NAME_OF = {v: k for k, v in M.VOCAB.items()}
@@ -377,7 +377,7 @@ def test_batched_generator_output_is_unchanged(size, extra, variant, branch, mon
     chosen.append((batch, n))
     return branch == "map"
 
-  monkeypatch.setattr(maze_core, "_map_is_faster", choose)
+  monkeypatch.setattr(maze_generators, "_map_is_faster", choose)
   jax.clear_caches()  # The batched jaxpr of `generate` is cached with the branch it took.
   try:
     keys = jax.random.split(jax.random.key(size), 4)

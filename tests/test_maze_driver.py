@@ -18,8 +18,9 @@ from experiments.maze import data as maze_data
 from experiments.maze import plots
 from experiments.maze import runs
 from experiments.maze import steps
-from experiments.maze import sweep
+from experiments.maze import experiment
 from experiments.maze import train
+from experiments.maze import validation
 from maxrl_jax.models import transformer
 from maxrl_jax.train import logs
 from maxrl_jax.train import loop
@@ -34,17 +35,27 @@ def test_presets_build_and_validate():
   for preset in maze_config.PRESETS:
     cfg = maze_config.get_config(preset)
     assert cfg.preset == preset
-    runs.validate(cfg)
+    validation.validate(cfg)
   paper = maze_config.get_config("paper")
   assert (paper.maze.size, paper.model.num_layers, paper.model.hidden_dim) == (17, 4, 256)
   assert (paper.sft.steps, paper.sft.batch_size, paper.sft.learning_rate) == (1500, 32, 5e-4)
   assert (paper.rl.max_grad_norm, paper.rl.weight_decay, paper.rl.loss_aggregation) == (
-      1.0, 0.01, "token_mean")
+      1.0, 0.01, "microbatch_token_mean")
+  # verl at maze_17.sh's shapes: 256 x 128 rollouts on 4 GPUs, micro-batches of 4,096.
+  sweep_run = runs.rl_config(paper, "maxrl", 128)
+  assert steps.loss_microbatch_size(sweep_run) == 4096
+  assert steps.loss_microbatch_size(runs.rl_config(paper, "maxrl", 4)) == 256
+  assert paper.model.dtype == "bfloat16" and steps.loss_scale_spec(paper) is None
+  assert paper.maze.num_train == 1_000_000 and _smoke().maze.num_train == 0
+  assert _smoke().rl.loss_aggregation == "token_mean"
   assert tuple(paper.sft.betas) == (0.9, 0.95) and paper.sft.max_grad_norm == 1.0
   assert paper.rl.estimator_options.grpo.std == "sample"
   table3 = maze_config.get_config("paper_table3")
   assert (table3.sweep.batch_size, tuple(table3.sweep.num_rollouts), table3.sweep.steps) == (
       32, (128,), 20000)
+  # The authors' PKPO: algorithm.pass_k = 4 (maze/maze_17.sh), their re-centred variant.
+  assert table3.rl.estimator_options.pkpo.to_dict() == {"k": 4, "variant": "authors"}
+  assert steps.loss_microbatch_size(runs.rl_config(table3, "pkpo", 128)) == 1024
   assert tuple(paper.sweep.num_rollouts) == (4, 8, 16, 32, 64, 128)
   assert paper.sweep.batch_size == 256 and paper.sweep.steps >= 9000
   assert paper.eval.num_samples == 2048 and tuple(paper.eval.ks) == (1, 32, 128, 256, 1024, 2048)
@@ -59,13 +70,33 @@ def test_presets_build_and_validate():
     ("maze.size", 8, "config.maze.size"),
     ("model.max_len", 40, "config.model.max_len"),
     ("eval.during_num_samples", 64, "config.eval.during_num_samples"),
+    ("model.dtype", "float64", "config.model.dtype"),
+    ("maze.num_train", -1, "config.maze.num_train"),
+    # verl's micro-batches (smoke: 8 mazes x N in {2, 4}, whole-batch accumulation chunks).
+    ("rl.loss_data_parallel", 3, "config.rl.loss_data_parallel"),  # 16 sequences on 3 ranks
+    ("rl.loss_microbatch_size", 6, "config.rl.loss_microbatch_size"),  # 6 does not divide 16
 ])
 def test_config_errors_name_the_field(field, value, match):
   cfg = _smoke()
+  cfg.rl.loss_aggregation = "microbatch_token_mean"
+  cfg.rl.loss_data_parallel = 1
+  cfg.rl.loss_microbatch_size = 8
+  validation.validate(cfg)  # valid before the change
   section, name = field.split(".")
   cfg[section][name] = value
   with pytest.raises(ConfigError, match=match):
-    runs.validate(cfg)
+    validation.validate(cfg)
+
+
+def test_accumulation_chunks_must_hold_or_sit_in_verl_micro_batches():
+  cfg = _smoke()
+  cfg.sweep.num_rollouts = (3,)
+  cfg.rl.loss_aggregation = "microbatch_token_mean"
+  cfg.rl.loss_data_parallel, cfg.rl.loss_microbatch_size = 1, 8  # 24 sequences: 3 x 8
+  validation.validate(cfg)
+  cfg.rl.grad_mazes = 1  # chunks of 3 sequences straddle micro-batches of 8
+  with pytest.raises(ConfigError, match="config.rl.grad_mazes"):
+    validation.validate(cfg)
 
 
 @pytest.mark.parametrize("field,value", [
@@ -81,7 +112,7 @@ def test_invalid_fields_fail_before_compiling(field, value):
   else:
     cfg[field] = value
   with pytest.raises(ConfigError, match=f"config.{field}"):
-    runs.validate(cfg)
+    validation.validate(cfg)
 
 
 def test_estimator_option_errors_name_the_field():
@@ -89,7 +120,7 @@ def test_estimator_option_errors_name_the_field():
   cfg.sweep.estimators = ("maxrl_truncated",)
   cfg.rl.estimator_options = {"maxrl_truncated": {"truncation": 8}}  # > N = 2, 4
   with pytest.raises(ConfigError, match="config.rl.estimator_options.maxrl_truncated"):
-    runs.validate(cfg)
+    validation.validate(cfg)
 
 
 def test_data_is_a_function_of_the_step():
@@ -105,6 +136,18 @@ def test_data_is_a_function_of_the_step():
   assert len(set(list(idx[0]) + list(idx[1]))) == 8
   test = {g.tobytes() for g in task.test_grids()}
   assert not test & {g.tobytes() for g in task.train_grids(range(200))}
+  # A fixed training file (maze.num_train): SFT and RL epochs over stream mazes [0, F).
+  cfg = _smoke()
+  cfg.maze.num_train = 12
+  fixed = data.MazeTask.from_config(cfg)
+  for stage_indices in ([fixed.sft_indices(s, 4) for s in range(6)],
+                        [fixed.rl_indices(s, 4) for s in range(6)]):
+    for epoch in (stage_indices[:3], stage_indices[3:]):
+      assert sorted(np.concatenate(epoch)) == list(range(12))
+  assert not np.array_equal(fixed.sft_indices(0, 12), fixed.rl_indices(0, 12))
+  assert not np.array_equal(fixed.sft_indices(0, 12), fixed.sft_indices(0, 12, sft_seed=1))
+  np.testing.assert_array_equal(fixed.chunk_grids("rl", 1, 1, 4)[0],
+                                fixed.train_grids(fixed.rl_indices(1, 4)))
 
 
 def test_sft_raises_the_pass_rate(tmp_path):
@@ -123,7 +166,8 @@ def test_sft_raises_the_pass_rate(tmp_path):
   assert probs[-1] > 5 * probs[0]
   # A second call finds the finished stage and trains nothing.
   again = train.sft(cfg, workdir)
-  assert again.state is not None and again.summary == json.load(open(os.path.join(workdir, "summary.json")))
+  assert again.state is not None and again.summary == json.load(
+      open(os.path.join(workdir, "summary.json")))
 
 
 def test_smoke_sweep_end_to_end_with_interruption(tmp_path, capsys):
@@ -133,9 +177,9 @@ def test_smoke_sweep_end_to_end_with_interruption(tmp_path, capsys):
   assert names == ["maxrl_n2", "maxrl_n4", "rloo_n2", "rloo_n4"]
 
   # 1st invocation: SFT and the first run only.
-  out = sweep.run_sweep(cfg, workdir, max_new_runs=1)
+  out = experiment.run_sweep(cfg, workdir, max_new_runs=1)
   assert not out["complete"] and list(out["runs"]) == ["maxrl_n2"]
-  first_summary = os.path.join(sweep.run_dir(workdir, "maxrl_n2"), "summary.json")
+  first_summary = os.path.join(experiment.run_dir(workdir, "maxrl_n2"), "summary.json")
   first_mtime = os.stat(first_summary).st_mtime_ns
 
   # 2nd invocation: the second run is preempted (as by SIGTERM) after 2 of its 4 steps.
@@ -147,25 +191,25 @@ def test_smoke_sweep_end_to_end_with_interruption(tmp_path, capsys):
 
   loop.install(StopAtStep2())
   try:
-    out = sweep.run_sweep(cfg, workdir)
+    out = experiment.run_sweep(cfg, workdir)
   finally:
     loop.install(None)
   assert not out["complete"] and out["preempted"]
   assert list(out["runs"]) == ["maxrl_n2"]  # stopped at the preempted run, nothing after it
-  second = sweep.run_dir(workdir, "maxrl_n4")
+  second = experiment.run_dir(workdir, "maxrl_n4")
   assert train.read_summary(second) is None
   assert os.path.isdir(os.path.join(second, "checkpoints", "2"))
   capsys.readouterr()
 
   # 3rd invocation: finished runs are skipped, the interrupted one resumes, the rest run.
-  out = sweep.run_sweep(cfg, workdir)
+  out = experiment.run_sweep(cfg, workdir)
   printed = capsys.readouterr().out
   assert "[maze rl maxrl N=2] complete at step 4" in printed
   assert f"resumed from step 2 in {second}" in printed
   assert out["complete"]
   assert os.stat(first_summary).st_mtime_ns == first_mtime
   for name in names:
-    s = train.read_summary(sweep.run_dir(workdir, name))
+    s = train.read_summary(experiment.run_dir(workdir, name))
     assert s is not None and s["step"] == cfg.sweep.steps
     assert set(s["eval"]) >= {"eval/test/pass@1", "eval/test/pass@32"}
     assert all(0.0 <= v <= 1.0 for v in s["eval"].values())
@@ -189,7 +233,7 @@ def test_smoke_sweep_end_to_end_with_interruption(tmp_path, capsys):
   assert summary["complete"] and set(summary["runs"]) == set(names)
 
   # A 4th invocation has nothing left to train and redraws the figures from the files.
-  out = sweep.run_sweep(cfg, workdir)
+  out = experiment.run_sweep(cfg, workdir)
   assert out["complete"] and "resumed" not in capsys.readouterr().out
 
 
@@ -201,15 +245,15 @@ def test_table3_methods_run_in_the_maze_driver(tmp_path):
   cfg.sweep.num_rollouts = (4,)
   cfg.rl.estimator_options.pkpo = {"k": 2}
   cfg.rl.entropy_coef = 0.01
-  runs.validate(cfg)
-  out = sweep.run_sweep(cfg, str(tmp_path / "t3"))
+  validation.validate(cfg)
+  out = experiment.run_sweep(cfg, str(tmp_path / "t3"))
   assert out["complete"] and set(out["runs"]) == {"grpo+entropy_n4", "dsgrpo_n4", "pkpo_n4"}
-  hist = logs.read_metrics(sweep.run_dir(str(tmp_path / "t3"), "grpo+entropy_n4"))
+  hist = logs.read_metrics(experiment.run_dir(str(tmp_path / "t3"), "grpo+entropy_n4"))
   ent = [r["train/entropy_per_token"] for r in hist if "train/entropy_per_token" in r]
   assert ent and all(e > 0 for e in ent)
   cfg.rl.entropy_coef = 0.0
   with pytest.raises(ConfigError, match="config.rl.entropy_coef"):
-    runs.validate(cfg)
+    validation.validate(cfg)
 
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -254,7 +298,7 @@ def test_init_from_hf_through_the_entry_point(tmp_path):
   # The finished stage 1, restored from its checkpoint, holds exactly the exported parameters.
   cfg.sft.init_from_hf = ckpt
   cfg.sweep.num_rollouts = (2,)
-  done = train.sft(runs.sft_config(cfg, 0), sweep.sft_dir(workdir))
+  done = train.sft(runs.sft_config(cfg, 0), experiment.sft_dir(workdir))
   assert done.complete and done.step == 0
   got, want = jax.tree.leaves(done.state.params), jax.tree.leaves(exported)
   assert len(got) == len(want)
@@ -267,7 +311,7 @@ def test_init_from_hf_through_the_entry_point(tmp_path):
   hf_qwen2.save_hf(other, wide, transformer.init_params(jax.random.key(0), wide))
   cfg.sft.init_from_hf = other
   with pytest.raises(ConfigError, match="config.sft.init_from_hf: .*'intermediate_size'"):
-    runs.validate(cfg)
+    validation.validate(cfg)
   bad = str(tmp_path / "bad")
   res = _run_maze_main(bad, f"--config.sft.init_from_hf={other}")
   assert res.returncode == 2, res.stderr

@@ -8,14 +8,15 @@ import jax
 import numpy as np
 import pytest
 
-from experiments import report
 from experiments.maze import analysis
+from experiments.maze import claims as maze_claims
 from experiments.maze import config as maze_config
 from experiments.maze import data as maze_data
 from experiments.maze import plots
 from experiments.maze import runs
 from experiments.maze import steps
-from experiments.maze import sweep
+from experiments.maze import experiment
+from experiments.maze import validation
 from maxrl_jax import metrics
 from maxrl_jax.train.errors import ConfigError
 
@@ -80,11 +81,9 @@ def test_grid_names_and_run_configs():
   c = runs.rl_config(cfg, grid[3])
   assert (c.rl.seed, c.rl.learning_rate, c.rl.estimator, c.rl.num_rollouts) == (
       3, 3e-4, "maxrl", 2)
-  assert analysis.RUN_RE.match("grpo+entropy_n16_lr0.0003_s2").groupdict() == {
-      "estimator": "grpo+entropy", "n": "16", "lr": "0.0003", "seed": "2"}
   # One seed and no rate axis: the names of a sweep without seeds (old workdirs resume).
   assert [r.name for r in runs.grid_runs(maze_config.get_config("smoke"))][0] == "maxrl_n2"
-  runs.validate(cfg)
+  validation.validate(cfg)
 
 
 @pytest.mark.parametrize("field,value,match", [
@@ -100,7 +99,7 @@ def test_axis_errors_name_the_field(field, value, match):
   section, name = field.split(".")
   cfg[section][name] = value
   with pytest.raises(ConfigError, match=match):
-    runs.validate(cfg)
+    validation.validate(cfg)
 
 
 def test_seed_zero_keeps_the_keys_and_streams():
@@ -160,8 +159,8 @@ def test_seed_axis_sweep_is_deterministic_and_reported(tmp_path):
   """The same sweep twice gives identical numbers (the README's determinism statement); seeds
   and the SFT repeat give different runs; figures, tables and verdicts use the seed axis."""
   cfg = _seeded_smoke()
-  first = sweep.run_sweep(cfg, str(tmp_path / "a"))
-  second = sweep.run_sweep(_seeded_smoke(), str(tmp_path / "b"))
+  first = experiment.run_sweep(cfg, str(tmp_path / "a"))
+  second = experiment.run_sweep(_seeded_smoke(), str(tmp_path / "b"))
   assert first["complete"] and second["complete"]
   assert sorted(first["runs"]) == ["maxrl_n2_s0", "maxrl_n2_s1"]
   fa, fb = _finals(str(tmp_path / "a")), _finals(str(tmp_path / "b"))
@@ -176,9 +175,9 @@ def test_seed_axis_sweep_is_deterministic_and_reported(tmp_path):
   assert "| SFT (start) | - | 2 |" in table and "| maxrl | 2 | 2 |" in table
   assert "pass@1 range over seeds" in table
   swept = analysis.load_sweep(str(tmp_path / "a"))
-  claims = report.maze_claims(swept)
+  claims = maze_claims.maze_claims(swept)
   assert claims and all(c[3] in ("shown", "contradicted", "inconclusive") for c in claims)
   assert any("above the SFT start" in c[0] for c in claims)
-  text = report.maze_section(first, str(tmp_path / "a"), str(tmp_path))
+  text = maze_claims.section(first, str(tmp_path / "a"), str(tmp_path))
   assert "paired two-level bootstrap" in text and "Collapsed runs" in text
   assert os.path.exists(tmp_path / "a" / "figures" / plots.FIG3)

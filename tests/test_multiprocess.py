@@ -97,7 +97,7 @@ def test_two_processes_equal_one_process_with_four_devices(tmp_path):
 def test_maze_smoke_on_two_processes_matches_one_process(tmp_path):
   """The maze driver's real entry point on 2 processes x 2 devices against 1 process x 4."""
   from experiments.maze import config as maze_config  # pylint: disable=g-import-not-at-top
-  from experiments.maze import sweep  # pylint: disable=g-import-not-at-top
+  from experiments.maze import experiment  # pylint: disable=g-import-not-at-top
   from maxrl_jax.train import mesh as mesh_lib  # pylint: disable=g-import-not-at-top
   config = maze_config.get_config("smoke")
   config.sweep.estimators = ("maxrl",)
@@ -106,7 +106,7 @@ def test_maze_smoke_on_two_processes_matches_one_process(tmp_path):
   single = {}
 
   def one_process():
-    single.update(sweep.run_sweep(config, single_dir, mesh=mesh_lib.make_mesh(jax.devices()[:4])))
+    single.update(experiment.run_sweep(config, single_dir, mesh=mesh_lib.make_mesh(jax.devices()[:4])))
 
   workdir = str(tmp_path / "two_processes")
   env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2",

@@ -8,7 +8,7 @@ import pytest
 from nbclient import NotebookClient
 
 from experiments.maze import config as maze_config
-from experiments.maze import sweep
+from experiments.maze import experiment
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -34,7 +34,7 @@ def test_maze_notebook_executes(tmp_path, monkeypatch):
   cfg.sweep.estimators = ("maxrl", "grpo")
   cfg.sweep.num_rollouts = (4,)
   workdir = tmp_path / "sweep"
-  assert sweep.run_sweep(cfg, str(workdir))["complete"]
+  assert experiment.run_sweep(cfg, str(workdir))["complete"]
 
   monkeypatch.setenv("MAZE_SWEEP_WORKDIR", str(workdir))
   outputs, images = _execute(monkeypatch)

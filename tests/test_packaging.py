@@ -7,6 +7,7 @@ import ast
 import importlib.metadata
 import os
 import re
+import subprocess
 import sys
 import tomllib
 
@@ -79,12 +80,53 @@ def test_version_has_one_source():
   assert "version" in project["dynamic"] and "version" not in project
   attr = _pyproject()["tool"]["setuptools"]["dynamic"]["version"]["attr"]
   assert attr == "maxrl_jax.__version__"
-  assert not os.path.exists(os.path.join(REPO, "setup.py"))
   try:
     installed = importlib.metadata.version("maxrl_jax")
   except importlib.metadata.PackageNotFoundError:
     pytest.skip("maxrl_jax is not installed")
   assert installed == maxrl_jax.__version__, "reinstall: pip install -e ."
+
+
+def test_setup_py_is_a_shim_over_pyproject():
+  """The top-level ``setup.py`` exists (``pip install .``/``-e .`` and ``python setup.py``
+  work) and takes everything, the version included, from pyproject.toml."""
+  path = os.path.join(REPO, "setup.py")
+  assert os.path.isfile(path)
+  tree = ast.parse(open(path, encoding="utf-8").read(), filename=path)
+  calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call)
+           and getattr(n.func, "id", None) == "setup"]
+  assert len(calls) == 1 and not calls[0].args and not calls[0].keywords, "metadata: pyproject"
+  res = subprocess.run([sys.executable, "setup.py", "--version"], cwd=REPO, capture_output=True,
+                       text=True, timeout=120)
+  assert res.returncode == 0, res.stderr
+  assert res.stdout.strip().splitlines()[-1] == maxrl_jax.__version__
+
+
+def test_jax_is_not_capped_and_constraints_pin_the_tested_version():
+  project = _pyproject()["project"]
+  reqs = project["dependencies"] + [r for name in ("gpu", "gpu-cuda12", "tpu")
+                                    for r in project["optional-dependencies"][name]]
+  for req in reqs:
+    if req.split("[")[0].split(">")[0].strip().lower() == "jax":
+      assert "<" not in req and ">=" in req, f"{req}: lower bound only (cap: constraints.txt)"
+  with open(os.path.join(REPO, "constraints.txt"), encoding="utf-8") as f:
+    pins = dict(line.strip().split("==") for line in f if "==" in line and line[0] != "#")
+  assert pins["jax"] == pins["jaxlib"]
+
+
+def test_tensorboard_viewer_extra():
+  project = _pyproject()["project"]
+  assert "tensorboard" in _expanded("viz", project)
+  assert "tensorboard" in _expanded("all", project)
+  assert "tensorboard" not in _expanded("train", project)  # the drivers only write events
+
+
+def test_project_urls_are_real():
+  urls = _pyproject()["project"]["urls"]
+  assert urls["Paper"] == "https://arxiv.org/abs/2602.02710"
+  for name, url in urls.items():
+    assert re.fullmatch(r"https://[a-z0-9.-]+\.[a-z]+/\S*", url), (name, url)
+    assert not re.search(r"(?i)example|placeholder|your[-_]?(org|name)|<|OWNER|USER", url), url
 
 
 def test_console_scripts_point_at_functions():

@@ -1,6 +1,7 @@
 """The heaviest paper-scale programs fit one 40 GiB device: ahead-of-time compilation at the real
-shapes (paper section 6.2 scaling sweep, 256 mazes x N = 128; paper section 6.1 ResNet-50 at
-batch 256 with N = 1024 sampled labels), read off the compiler's buffer assignment. Nothing runs.
+shapes (paper section 6.2 scaling sweep, 256 mazes x N = 128, in bfloat16 and in the authors'
+float16 with loss scaling; paper section 6.1 ResNet-50 at batch 256 with N = 1024 sampled
+labels), read off the compiler's buffer assignment. Nothing runs.
 """
 
 import pytest
@@ -22,11 +23,26 @@ def test_flops_of_reads_dict_and_list_cost_analyses():
 
 
 @pytest.mark.slow
-def test_maze_rl_sweep_step_fits_40_gib():
-  config, task, model_cfg = paper_budget.maze_setup("paper")
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_maze_rl_sweep_step_fits_40_gib(dtype):
+  """The paper preset's RL step (verl's micro-batch token-mean) in bfloat16 and in float16 with
+  the dynamic loss scale in the state."""
+  config, task, model_cfg = paper_budget.maze_setup("paper", **{"model.dtype": dtype})
   assert (task.size, task.max_response_length, task.prompt_length) == (17, 180, 310)
+  assert config.rl.loss_aggregation == "microbatch_token_mean"
   compiled, _ = paper_budget.maze_rl(config, task, model_cfg, paper_budget.one_device_mesh(),
                                      batch=256, n=128)
+  mem = paper_budget.memory_of(compiled)
+  assert mem["temp_gib"] is not None and 0 < mem["temp_gib"] <= paper_budget.BUDGET_GIB, mem
+  state = paper_budget.maze_state_spec(model_cfg, paper_budget.steps_lib_maze().optimizer_spec(
+      config.rl), paper_budget.steps_lib_maze().loss_scale_spec(config))
+  assert hasattr(state.opt_state, "scale") == (dtype == "float16")
+
+
+@pytest.mark.slow
+def test_maze_sft_step_fits_40_gib_in_float16():
+  config, task, model_cfg = paper_budget.maze_setup("paper", **{"model.dtype": "float16"})
+  compiled, _ = paper_budget.maze_sft(config, task, model_cfg, paper_budget.one_device_mesh())
   mem = paper_budget.memory_of(compiled)
   assert mem["temp_gib"] is not None and 0 < mem["temp_gib"] <= paper_budget.BUDGET_GIB, mem
 

@@ -1,5 +1,6 @@
 """The shared stage lifecycle (maxrl_jax.train.stage), workdir files and lock, on a tiny problem."""
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -31,9 +32,11 @@ def _stage(workdir, total=8, lr=0.1, **kw):
                          async_checkpointing=False, **kw)
 
 
-def _run(stage, **kw):
-  return stage_lib.run_stage(stage, init_state=lambda: {"x": jnp.zeros((), jnp.float32)},
-                             train_chunk=_chunk, **kw)
+def _run(stage, guard=None, on_chunk_end=None, **program):
+  program = stage_lib.Program(init_state=lambda: {"x": jnp.zeros((), jnp.float32)},
+                              train_chunk=_chunk, hooks=stage_lib.Hooks(on_chunk_end=on_chunk_end),
+                              **program)
+  return stage_lib.run_stage(stage, program, guard=guard)
 
 
 def test_complete_stage_is_restored_exactly_and_not_retrained(tmp_path):
@@ -41,8 +44,8 @@ def test_complete_stage_is_restored_exactly_and_not_retrained(tmp_path):
   assert res.complete and res.step == 8 and float(res.state["x"]) == 36.0
   assert json.loads((tmp_path / "summary.json").read_text())["eval"]["x"] == 36.0
   calls = []
-  again = stage_lib.run_stage(_stage(tmp_path), init_state=lambda: {"x": jnp.zeros(())},
-                              train_chunk=lambda *a: calls.append(a))
+  again = stage_lib.run_stage(_stage(tmp_path), stage_lib.Program(
+      init_state=lambda: {"x": jnp.zeros(())}, train_chunk=lambda *a: calls.append(a)))
   assert not calls and float(again.state["x"]) == 36.0 and again.complete
 
 
@@ -78,6 +81,20 @@ def test_changed_config_is_refused_naming_the_field(tmp_path):
   assert _run(_stage(tmp_path, total=10, lr=0.2)).step == 10
   with pytest.raises(ConfigError, match=r"config\.steps: is 4.*step 10"):
     _run(_stage(tmp_path, total=4, lr=0.2))
+
+
+def test_run_options_are_scoped_and_a_stage_field_overrides_them(tmp_path):
+  guard = loop.PreemptionGuard()
+  _run(_stage(tmp_path), guard=guard,
+       on_chunk_end=lambda s, step, w: guard.request() if step == 2 else None)
+  assert stage_lib.current_options() == stage_lib.RunOptions()
+  with stage_lib.run_options(stage_lib.RunOptions(allow_config_change=True)):
+    with pytest.raises(ConfigError, match=r"config\.lr"):  # the stage's own False wins
+      _run(_stage(tmp_path, lr=0.3, allow_config_change=False))
+    assert _run(_stage(tmp_path, lr=0.3)).complete  # None: the run options' True
+  assert stage_lib.current_options() == stage_lib.RunOptions()  # back after the block
+  with pytest.raises(ConfigError, match=r"config\.lr"):
+    _run(_stage(tmp_path, lr=0.4))
 
 
 def test_unreadable_final_checkpoint_of_a_complete_stage_is_an_error(tmp_path):
@@ -165,10 +182,10 @@ def test_io_error_names_the_path(tmp_path):
     files.write_json(target / "below" / "summary.json", {})  # a file is not a directory
 
 
-def test_profile_trace_and_progress_side_times(tmp_path, monkeypatch, capsys):
-  monkeypatch.setattr(stage_lib, "_profile_steps", 2)
-  res = _run(_stage(tmp_path), final_eval=lambda s, t: {"x": float(s["x"])},
-             on_chunk_end=lambda s, step, w: None, progress_every_seconds=0.0)
+def test_profile_trace_and_progress_side_times(tmp_path, capsys):
+  with stage_lib.run_options(stage_lib.RunOptions(profile_steps=2)):
+    res = _run(_stage(tmp_path, progress_every_seconds=0.0),
+               final_eval=lambda s, t: {"x": float(s["x"])}, on_chunk_end=lambda s, step, w: None)
   assert res.complete
   traces = [os.path.join(d, n) for d, _, names in os.walk(tmp_path / "profile") for n in names]
   assert any(t.endswith(".xplane.pb") for t in traces), traces
@@ -184,3 +201,33 @@ def test_config_is_written_to_tensorboard_as_text_and_hparams(tmp_path):
   data = b"".join(open(os.path.join(d, n), "rb").read()
                   for d, _, names in os.walk(tmp_path / "tb") for n in names)
   assert b"rl.lr" in data and b"hparams" in data
+
+
+def test_start_banner_is_printed_once_per_stage_with_devices_and_workdir(tmp_path, capsys):
+  from maxrl_jax.train.state import TrainState  # pylint: disable=g-import-not-at-top
+  program = stage_lib.Program(
+      init_state=lambda: TrainState(params={"w": jnp.zeros((3,), jnp.float32)},
+                                    opt_state={"m": jnp.zeros((), jnp.float32)}),
+      train_chunk=lambda s, start, n: (s, {"loss": jnp.zeros(n), "grad_norm": jnp.zeros(n)}))
+  stage_lib.run_stage(_stage(tmp_path, total=2), program)
+  out = capsys.readouterr().out
+  banners = [line for line in out.splitlines() if line.startswith("[toy] start:")]
+  assert len(banners) == 1, out
+  assert f"{len(jax.devices())} device" in banners[0] and str(tmp_path) in banners[0]
+  assert "3 parameters" in banners[0], banners[0]
+
+
+def test_a_field_added_later_resumes_an_older_workdir_only_at_its_old_value(tmp_path):
+  """An older workdir has no ``new.field``: it resumes when the run's value is the one it
+  implicitly had (``resume_absent_as``), and is refused naming the field otherwise."""
+  _run(_stage(tmp_path))  # config {"lr", "steps"}: written before "new.field" existed
+  added = {"new.field": 0}
+  newer = lambda value: stage_lib.Stage(
+      name="toy", workdir=str(tmp_path), config={"lr": 0.1, "steps": 8, "new": {"field": value}},
+      total_steps=8, chunk_steps=2, checkpoint_every=2, async_checkpointing=False,
+      resume_absent_as=added)
+  assert _run(newer(0)).complete
+  with pytest.raises(ConfigError, match=r"config\.new\.field: .*'<absent>'.*1"):
+    stage_lib.check_resume_config(dataclasses.replace(newer(1), resume_absent_as={}))
+  with pytest.raises(ConfigError, match=r"config\.new\.field: .*0.*1"):
+    _run(newer(1))

@@ -1,85 +1,146 @@
-r"""Estimator analysis at the initial tabular policy: weights, per-prompt gradients, variance.
+"""The numbers of a Bernoulli workdir: per-run records, the checks behind the claims, scalars.
 
-For the Bernoulli-logit policy a sampled estimator is ``g = c grad l`` with a scalar ``c`` per
-prompt (:mod:`experiments.bernoulli.exact`), so
-
-* the weight ``w(p) = E[c]/(p(1-p))`` is the paper's Figure 1 quantity (``E[g] = w(p) grad p``);
-* ``|E[c]|`` per prompt against its pass rate is the shape of the paper's Figure 8 (the per-prompt
-  gradient norm, here with respect to the prompt's logit);
-* the variance of the tabular gradient of the mean objective, ``tr Cov[g] = sum_x Var[c_x]/M^2``,
-  is computed exactly (enumerating ``K``) and by Monte Carlo with ``num_repeats`` independent
-  draws of ``N`` rollouts per prompt (the sampled value uses :func:`estimators.advantages`).
+:func:`summarize` turns the trained curves into the summary's numbers; :func:`load` reads a
+finished workdir back (``summary.json``, ``curves.npz``, ``analysis.npz``) for the figures,
+the notebook and the report. Seed statistics come from :mod:`experiments.common.stats`.
 """
 
 from __future__ import annotations
 
-import functools
+import math
+from typing import Mapping
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
-from experiments.bernoulli import exact
-from experiments.bernoulli.grid import compiler_options, estimator_options
-from experiments.bernoulli import policies
-from maxrl_jax import estimators
+from experiments.bernoulli.metrics import metric_names
+from experiments.bernoulli.runs import run_label, scalar_prefix, truncation_label
+from experiments.bernoulli.steps import PolicyGrid
+from experiments.common import stats as stats_lib
+from maxrl_jax.train import files
+
+SUMMARY_FILE = "summary.json"
+CURVES_FILE = "curves.npz"
+ANALYSIS_FILE = "analysis.npz"
 
 
-def sampled_logit_coefficient(rewards: jax.Array, p: jax.Array, method: str,
-                              **options) -> jax.Array:
-  """``c = (1/N) sum_i A_i (r_i - p)`` per prompt for rewards ``[..., M, N]``, ``p`` ``[M]``."""
-  adv = estimators.advantages(rewards, method, **options)
-  return jnp.mean(adv * (rewards - p[:, None]), axis=-1)
+def run_records(config, grid: PolicyGrid, curves: Mapping[str, np.ndarray]) -> list[dict]:
+  """Final metrics of every run (sampled: mean and std over seeds)."""
+  names = metric_names(config)
+  records = []
+  for n in grid.ns:
+    final = curves.get(f"sampled/n{n}", np.zeros((1, 0)))[-1]  # [E, S, metrics]
+    for i, m in enumerate(grid.sampled_estimators):
+      seed_stats = [stats_lib.stats(final[i, :, j], ddof=0) for j in range(len(names))]
+      records.append({
+          "family": "sampled", "estimator": m, "num_rollouts": n,
+          "num_seeds": int(final.shape[1]),
+          "final": {k: seed_stats[j]["mean"] for j, k in enumerate(names)},
+          "final_std": {k: seed_stats[j]["std"] for j, k in enumerate(names)}})
+    for i, m in enumerate(grid.exact_estimators):
+      final = curves[f"exact_estimator/n{n}"][-1]
+      records.append({"family": "exact_estimator", "estimator": m, "num_rollouts": n,
+                      "final": {k: float(final[i, j]) for j, k in enumerate(names)}})
+  final = curves["exact_truncated"][-1]
+  for i, t in enumerate(grid.truncations):
+    records.append({"family": "exact_truncated",
+                    "objective": "ml" if t == math.inf else "truncated",
+                    "truncation": "inf" if t == math.inf else int(t),
+                    "final": {k: float(final[i, j]) for j, k in enumerate(names)}})
+  return records
 
 
-def analyze(config) -> dict[str, np.ndarray]:
-  """Exact and Monte Carlo estimator statistics (float32/64 numpy arrays, see module doc)."""
-  names = tuple(config.sampled.estimators)
-  ns = tuple(config.sampled.num_rollouts)
-  opts = lambda e, n: estimator_options(config, e, n)  # "N" option values resolved per n
-  policy = policies.make_policy("tabular", config)
-  logits0 = policy.logits(policy.init())
-  m = logits0.shape[0]
-  repeats = config.analysis.num_repeats
-  wn = config.analysis.weight_num_rollouts
-  grid_p = np.geomspace(1e-4, 1 - 1e-3, config.analysis.weight_grid_points)
-  grid_logits = jnp.asarray(policies.logit(grid_p), jnp.float32)
-  tables = {n: exact.stack_tables([exact.estimator_table(e, n, options=opts(e, n)) for e in names])
-            .device() for n in sorted(set(ns) | {wn})}
-  truncs = jnp.asarray([float(t) for t in config.exact.truncations], jnp.float32)
-  key = jax.random.fold_in(jax.random.key(config.seed), 7919)
-
-  @functools.partial(jax.jit, compiler_options=compiler_options(config))
-  def compute(key):
-    out = {}
-    p0 = jax.nn.sigmoid(logits0)
-    mean_c = lambda l, t: exact.expected_logit_coefficient(l, t)
-    out["weight_exact"] = jax.vmap(lambda t: exact.weight_from_logit_coefficient(
-        grid_logits, mean_c(grid_logits, t)))(tables[wn])
-    out["weight_truncated"] = jax.vmap(lambda t: exact.weight_from_logit_coefficient(
-        grid_logits, exact.truncated_logit_coefficient(grid_logits, t)))(truncs)
-    out["prompt_coefficient_exact"] = jax.vmap(lambda t: mean_c(logits0, t))(tables[wn])
-    var_exact, norm_exact, var_mc = [], [], []
-    for n in sorted(set(ns) | {wn}):
-      u = jax.random.uniform(jax.random.fold_in(key, n), (repeats, m, n))
-      rewards = (u < p0[:, None]).astype(jnp.float32)
-      coef = jnp.stack([sampled_logit_coefficient(rewards, p0, e, **opts(e, n)) for e in names])
-      if n == wn:
-        out["prompt_coefficient_sampled"] = jnp.mean(coef, axis=1)  # [E, M]
-      if n in ns:
-        var_mc.append(jnp.sum(jnp.var(coef, axis=1, ddof=1), axis=-1) / m**2)
-        var_exact.append(jax.vmap(lambda t: jnp.sum(
-            exact.logit_coefficient_variance(logits0, t)) / m**2)(tables[n]))
-        norm_exact.append(jax.vmap(lambda t: jnp.sum(mean_c(logits0, t) ** 2) / m**2)(tables[n]))
-    out["variance_sampled"] = jnp.stack(var_mc, axis=1)  # [E, len(ns)]
-    out["variance_exact"] = jnp.stack(var_exact, axis=1)
-    out["mean_norm_sq_exact"] = jnp.stack(norm_exact, axis=1)
-    return out
-
-  out = {k: np.asarray(v) for k, v in compute(key).items()}
-  out["weight_p"] = grid_p
-  out["prompt_p"] = np.asarray(jax.nn.sigmoid(logits0.astype(jnp.float32)), np.float64)
-  out["num_rollouts"] = np.asarray(sorted(set(ns)))
-  out["truncations"] = np.asarray([float(t) for t in config.exact.truncations])
-  out["estimators"] = np.asarray(names)
+def checks(config, grid: PolicyGrid, curves: Mapping[str, np.ndarray],
+           initial: np.ndarray) -> dict:
+  """Numbers behind the paper's claims, for experiments/reproduce.py."""
+  names = metric_names(config)
+  log_p, hard = names.index("mean_log_p"), names.index("hardest_decile_log_p")
+  trunc = curves["exact_truncated"][-1]
+  order = np.argsort(np.asarray(grid.truncations))
+  by_t = trunc[order, log_p]
+  out = {
+      "exact_truncated_final_mean_log_p_by_T": {
+          truncation_label(grid.truncations[i]): float(trunc[i, log_p]) for i in order},
+      # Largest drop of the final mean log p when T grows (<= 0 means "never lowers").
+      "exact_truncated_max_decrease_in_T": float(np.max(np.maximum(by_t[:-1] - by_t[1:], 0.0)))
+                                           if len(by_t) > 1 else 0.0,
+  }
+  out["exact_truncated_monotone_in_T"] = bool(out["exact_truncated_max_decrease_in_T"] <= 1e-5)
+  # maxrl_keep_cv at N (exact expected gradient) must equal J^(N).
+  if "maxrl_keep_cv" in grid.exact_estimators:
+    diffs = []
+    j = grid.exact_estimators.index("maxrl_keep_cv")
+    for n in grid.ns:
+      if float(n) in grid.truncations:
+        a = curves[f"exact_estimator/n{n}"][:, j, log_p]
+        b = curves["exact_truncated"][:, grid.truncations.index(float(n)), log_p]
+        diffs.append(float(np.max(np.abs(a - b))))
+    if diffs:
+      out["keep_cv_vs_truncated_max_abs_diff_mean_log_p"] = max(diffs)
+  n = config.figures.num_rollouts
+  gains = {m: float(np.mean(curves[f"sampled/n{n}"][-1, i, :, hard]) - initial[hard])
+           for i, m in enumerate(grid.sampled_estimators)}
+  for i, t in enumerate(grid.truncations):
+    if t == math.inf:
+      gains["exact_ml"] = float(trunc[i, hard] - initial[hard])
+    if t == 1.0:
+      gains["exact_rl"] = float(trunc[i, hard] - initial[hard])
+  out[f"hardest_decile_log_p_gain_at_n{n}"] = gains
   return out
+
+
+def curves_to_scalars(config, grid: PolicyGrid, policy: str, row: Mapping[str, np.ndarray]):
+  """Seed-averaged metrics of one step as ``{policy/family/run/metric: value}``."""
+  names = metric_names(config)
+  out = {}
+  for n in grid.ns:
+    for i, m in enumerate(grid.sampled_estimators):
+      vals = row[f"sampled/n{n}"].mean(axis=1)
+      pre = scalar_prefix(policy, "sampled", run_label(m, n))
+      out.update({f"{pre}/{k}": vals[i, j] for j, k in enumerate(names)})
+    for i, m in enumerate(grid.exact_estimators):
+      vals = row[f"exact_estimator/n{n}"]
+      pre = scalar_prefix(policy, "exact_estimator", run_label(m, n))
+      out.update({f"{pre}/{k}": vals[i, j] for j, k in enumerate(names)})
+  vals = row["exact_truncated"]
+  for i, t in enumerate(grid.truncations):
+    pre = scalar_prefix(policy, "exact_truncated", truncation_label(t))
+    out.update({f"{pre}/{k}": vals[i, j] for j, k in enumerate(names)})
+  return out
+
+
+def summarize(config, grids: Mapping[str, PolicyGrid], curves) -> dict:
+  """The summary's numbers: per policy the initial metrics, every run's record and the checks."""
+  names = metric_names(config)
+  out = {"preset": config.preset, "num_prompts": config.num_prompts,
+         "num_steps": config.num_steps, "metrics": list(names), "policies": {}}
+  for name, g in grids.items():
+    initial = g.initial_metrics()
+    out["policies"][name] = {
+        "initial": {k: float(initial[j]) for j, k in enumerate(names)},
+        "runs": run_records(config, g, curves[name]),
+        "checks": checks(config, g, curves[name], initial),
+    }
+  return out
+
+
+def _npz(path) -> dict[str, np.ndarray] | None:
+  if not files.exists(path):
+    return None
+  import io  # pylint: disable=g-import-not-at-top
+  with np.load(io.BytesIO(files.as_path(path).read_bytes()), allow_pickle=False) as z:
+    return {k: z[k] for k in z.files}
+
+
+def load(workdir: str) -> dict:
+  """A Bernoulli workdir: ``{"summary": dict | None, "curves": {policy: {group: array}} |
+  None, "analysis": {name: array} | None}`` (``curves.npz`` keys ``<policy>/<group>``)."""
+  root = files.as_path(workdir)
+  flat = _npz(root / CURVES_FILE)
+  curves = None
+  if flat is not None:
+    curves = {}
+    for key, arr in flat.items():
+      policy, group = key.split("/", 1)
+      curves.setdefault(policy, {})[group] = arr
+  return {"summary": files.read_json(root / SUMMARY_FILE), "curves": curves,
+          "analysis": _npz(root / ANALYSIS_FILE)}

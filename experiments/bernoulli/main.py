@@ -10,7 +10,7 @@ once when the workdir is complete.
 from absl import flags
 from ml_collections import config_flags
 
-from experiments.bernoulli import train
+from experiments.bernoulli import experiment
 from maxrl_jax.train import entry
 from maxrl_jax.train import mesh as mesh_lib
 
@@ -23,7 +23,7 @@ _WORKDIR = flags.DEFINE_string("workdir", None,
 def main() -> None:
   config = _CONFIG.value
   workdir = _WORKDIR.value or f"runs/bernoulli/{config.preset}"
-  summary = train.run(config, workdir)
+  summary = experiment.run(config, workdir)
   if mesh_lib.is_chief() and summary.get("complete"):
     print(f"bernoulli: wrote {workdir} (wall time {summary.get('wall_time_s', float('nan')):.1f} s)")
 

@@ -12,7 +12,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  pylint: disable=g-import-not-at-top
 import numpy as np  # noqa: E402
 
-from experiments.bernoulli.grid import metric_names  # noqa: E402
+from experiments.bernoulli.metrics import metric_names  # noqa: E402
+from experiments.common import stats as stats_lib  # noqa: E402
 from maxrl_jax.train import files  # noqa: E402
 
 _LABELS = {"mean_log_p": "mean log p (ML objective)", "mean_p": "mean p (RL objective)",
@@ -43,10 +44,9 @@ def training_curves(config, grid, curves: Mapping[str, np.ndarray], policy: str,
   for j, name in enumerate(names):
     ax = axes.flat[j]
     for i, m in enumerate(grid.sampled_estimators):
-      mean = sampled[:, i, :, j].mean(axis=1)
+      mean, low, high = stats_lib.band(sampled[:, i, :, j].T)  # over seeds
       ax.plot(steps, mean, color=_color(i), label=f"{m} (N={n})", lw=1.3)
-      ax.fill_between(steps, sampled[:, i, :, j].min(axis=1), sampled[:, i, :, j].max(axis=1),
-                      color=_color(i), alpha=0.15, lw=0)
+      ax.fill_between(steps, low, high, color=_color(i), alpha=0.15, lw=0)
     for t, color, label in ((math.inf, "k", "exact ML"), (1.0, "0.5", "exact RL (T=1)")):
       if t in grid.truncations:
         k = grid.truncations.index(t)
@@ -183,7 +183,7 @@ def variance(config, analysis: Mapping[str, np.ndarray], path: str) -> str:
   return path
 
 
-def make_all(config, grids: Mapping[str, Any], curves, analysis, fig_dir: str) -> list[str]:
+def draw_all(config, grids: Mapping[str, Any], curves, analysis, fig_dir: str) -> list[str]:
   """Writes every figure into ``fig_dir``; returns the paths (relative to the workdir)."""
   paths = []
   for policy, grid in grids.items():

@@ -1,37 +1,32 @@
-"""The Bernoulli driver: the whole grid (:mod:`experiments.bernoulli.grid`) as one stage of the
-shared lifecycle (:func:`maxrl_jax.train.stage.run_stage`), then the analysis, figures and summary.
+"""The Bernoulli driver's training: the whole grid (:mod:`experiments.bernoulli.steps`) as one
+stage of the shared lifecycle (:func:`maxrl_jax.train.stage.run_stage`); the orchestrator
+(:mod:`experiments.bernoulli.experiment`) then adds the analysis, figures and summary.
 
 The stage's checkpointed state is ``{"state": per-policy parameters and optimiser states,
 "curves": every metric of every run at every step so far}``; the curves are host arrays filled by
-the loop's ``on_metrics`` hook, so a preempted run resumes with its history and ends with exactly
-the curves of an uninterrupted one. Checkpoints are saved synchronously (the curves are mutated in
-place between chunks).
+the loop's ``on_metrics`` hook (:class:`maxrl_jax.train.loop.Hooks`), so a preempted run resumes
+with its history and ends with exactly the curves of an uninterrupted one. Checkpoints are saved
+synchronously (the curves are mutated in place between chunks).
 
-Workdir: ``config.json``, ``metrics.jsonl`` + ``tb/`` (seed means of every run, one line per
-chunk), ``checkpoints/``, ``curves.npz``, ``analysis.npz``, ``figures/*.png``, ``summary.json``.
+Writes ``config.json``, ``metrics.jsonl`` + ``tb/`` (seed means of every run, one line per
+chunk) and ``checkpoints/`` (the orchestrator adds the rest of the workdir).
 """
 
 from __future__ import annotations
 
-import io
-import time
 from typing import Any
 
 import jax.numpy as jnp
 import numpy as np
 
 from experiments.bernoulli import analysis as analysis_lib
-from experiments.bernoulli import grid as grid_lib
-from experiments.bernoulli import plots
-from experiments.bernoulli import summary as summary_lib
-from maxrl_jax.train import files
+from experiments.bernoulli import steps as steps_lib
+from experiments.bernoulli import validation
 from maxrl_jax.train import logs
 from maxrl_jax.train import loop
 from maxrl_jax.train import mesh as mesh_lib
 from maxrl_jax.train import stage as stage_lib
 
-CURVES_FILE = "curves.npz"
-ANALYSIS_FILE = "analysis.npz"
 # Fields that do not change the trained curves; they may differ when a workdir is resumed.
 RESUME_IGNORE = ("analysis", "figures", "fast_cpu_compile", "checkpoint_every", "preset")
 
@@ -54,8 +49,8 @@ def train(config, workdir: str | None = None, progress: bool = True) -> dict:
   initial policy), ``"exact_estimator/n16"`` ``[num_steps + 1, estimators, metrics]`` and
   ``"exact_truncated"`` ``[num_steps + 1, truncations, metrics]``.
   """
-  grid_lib.validate_config(config)
-  grids = grid_lib.make_grids(config)
+  validation.validate(config)
+  grids = steps_lib.make_grids(config)
   chunk_fns = {name: g.make_chunk_fn() for name, g in grids.items()}
   host: dict[str, Any] = {"curves": None}
 
@@ -82,24 +77,24 @@ def train(config, workdir: str | None = None, progress: bool = True) -> dict:
       scalars = {}
       for name, g in grids.items():
         row = {k: v[start + n] for k, v in curves[name].items()}
-        scalars.update(summary_lib.curves_to_scalars(config, g, name, row))
+        scalars.update(analysis_lib.curves_to_scalars(config, g, name, row))
       writer.write_scalars(start + n, scalars)
 
-  init = lambda: _initial_tree(grids)
+  hooks = loop.Hooks(on_metrics=on_metrics)
   finite = tuple(f"{name}|{key}" for name, g in grids.items() for key in g.empty_curves())
-  every = config.checkpoint_every or config.num_steps
   if workdir is None:
+    spec = loop.LoopSpec(total_steps=config.num_steps, chunk_steps=config.chunk_steps,
+                         checkpoint_every=config.checkpoint_every or config.num_steps,
+                         finite_keys=finite)
     tree, _, reason = loop.run_loop(
-        state=init(), start_step=0, total_steps=config.num_steps, chunk_steps=config.chunk_steps,
-        train_chunk=train_chunk, checkpointer=None, writer=None, checkpoint_every=every,
+        _initial_tree(grids), 0, train_chunk, spec, hooks=hooks,
         progress=logs.Progress(config.num_steps, 0, every_seconds=5.0, name="bernoulli",
-                               enabled=progress and mesh_lib.is_chief()),
-        finite_keys=finite, on_metrics=lambda s, n, m: on_metrics(s, n, m, None))
+                               enabled=progress and mesh_lib.is_chief()))
     result = None
   else:
-    result = stage_lib.run_stage(
-        stage(config, workdir, finite), init_state=init, train_chunk=train_chunk,
-        on_metrics=on_metrics, progress_every_seconds=5.0)
+    program = stage_lib.Program(init_state=lambda: _initial_tree(grids), train_chunk=train_chunk,
+                                hooks=hooks)
+    result = stage_lib.run_stage(stage(config, workdir, finite), program)
     tree = result.state
   if tree is None:  # preempted before the stage began
     return {"grids": grids, "curves": None, "state": None, "result": result}
@@ -113,43 +108,4 @@ def stage(config, workdir: str, finite_keys=()) -> stage_lib.Stage:
       name="bernoulli", workdir=workdir, config=config, total_steps=config.num_steps,
       chunk_steps=config.chunk_steps, checkpoint_every=config.checkpoint_every or config.num_steps,
       steps_field="num_steps", resume_ignore=RESUME_IGNORE, async_checkpointing=False,
-      finite_keys=tuple(finite_keys))
-
-
-def _save_npz(path, arrays) -> None:
-  buf = io.BytesIO()
-  np.savez_compressed(buf, **arrays)
-  files.write_bytes(path, buf.getvalue())
-
-
-def run(config, workdir: str) -> dict:
-  """Runs the whole driver in ``workdir`` (resumable) and returns the summary.
-
-  A workdir whose ``summary.json`` is complete (figures drawn) is returned as is, after checking
-  that it was produced by the same config. A preempted run returns ``{"complete": False,
-  "preempted": True}``; the same call later resumes it.
-  """
-  grid_lib.validate_config(config)
-  st = stage(config, workdir)
-  stage_lib.check_resume_config(st)
-  done = stage_lib.read_summary(workdir)
-  if done is not None and "figures" in done and done.get("step") == config.num_steps:
-    return done
-  t0 = time.perf_counter()
-  result = train(config, workdir)
-  if result["result"].preempted:
-    return {"complete": False, "preempted": True, "step": result["result"].step}
-  analysis = analysis_lib.analyze(config)
-  summary = dict(result["result"].summary)
-  summary.update(summary_lib.summarize(config, result["grids"], result["curves"]))
-  if mesh_lib.is_chief():
-    root = files.as_path(workdir)
-    _save_npz(root / CURVES_FILE, {f"{p}/{k}": v for p, c in result["curves"].items()
-                                   for k, v in c.items()})
-    _save_npz(root / ANALYSIS_FILE, analysis)
-    summary["figures"] = plots.make_all(config, result["grids"], result["curves"], analysis,
-                                        str(root / "figures"))
-    summary["wall_time_s"] = time.perf_counter() - t0
-    # Key order kept: a rerun returns this file, and the report walks it in order.
-    files.write_json(root / stage_lib.SUMMARY_FILE, summary, sort_keys=False)
-  return summary
+      finite_keys=tuple(finite_keys), progress_every_seconds=5.0)

@@ -12,12 +12,12 @@ reproduction report) and, for a comparison run on its own, by
 
 from __future__ import annotations
 
-import math
 import os
 import sys
 from typing import Any, Mapping
 
 from experiments import report_format as fmt
+from experiments.common import stats as stats_lib
 from maxrl_jax.train import files
 
 # MaxRL with the most rollouts "matches" cross-entropy when its final validation pass@1 is at
@@ -67,13 +67,12 @@ def imagenet_runs(summary: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def _values(run: Mapping[str, Any], key: str) -> list[float]:
-  return [float(e[key]) for e in run["per_seed"].values() if e.get(key) is not None]
+  return [float(v) for v in stats_lib.values(e.get(key) for e in run["per_seed"].values())]
 
 
 def _seed_mean(run: Mapping[str, Any], key: str) -> float:
   """The mean over seeds (nan if no seed has the value, e.g. every seed diverged)."""
-  values = _values(run, key)
-  return sum(values) / len(values) if values else math.nan
+  return stats_lib.mean(_values(run, key))
 
 
 def _seed_cell(run: Mapping[str, Any], key: str, scale: float = 1.0, digits: int = 4) -> str:
@@ -81,10 +80,11 @@ def _seed_cell(run: Mapping[str, Any], key: str, scale: float = 1.0, digits: int
   values = [scale * v for v in _values(run, key)]
   if not values:
     return "-"
-  mean = sum(values) / len(values)
+  st = stats_lib.stats(values)
   if len(values) == 1:
-    return fmt.fmt(mean, digits)
-  return f"{fmt.fmt(mean, digits)} [{fmt.fmt(min(values), digits)}, {fmt.fmt(max(values), digits)}]"
+    return fmt.fmt(st["mean"], digits)
+  return (f"{fmt.fmt(st['mean'], digits)} [{fmt.fmt(st['min'], digits)}, "
+          f"{fmt.fmt(st['max'], digits)}]")
 
 
 def paper_table(runs: Mapping[str, Mapping[str, Any]]) -> str:
@@ -180,7 +180,7 @@ def imagenet_claims(runs: Mapping[str, Mapping[str, Any]], num_classes: int | No
   return claims
 
 
-def imagenet_section(summary: Mapping[str, Any], exp_dir: str, report_dir: str) -> str:
+def section(summary: Mapping[str, Any], exp_dir: str, report_dir: str) -> str:
   """The report section of one comparison (``exp_dir`` holds its runs)."""
   dataset = summary.get("dataset", "?")
   generated = summary.get("generated_data", False)
@@ -234,7 +234,7 @@ def write_markdown(workdir: str, path: str) -> str:
           f"--config=experiments/imagenet/config.py:{preset} --workdir={workdir}", "",
           "Everything below is computed from that workdir by `experiments/imagenet/claims.py` "
           "(the reproduction report's ImageNet section).", ""]
-  text = "\n".join(head + [imagenet_section(summary, workdir, report_dir)])
+  text = "\n".join(head + [section(summary, workdir, report_dir)])
   files.write_text(path, text.rstrip() + "\n")
   return path
 

@@ -20,7 +20,7 @@ from jax.experimental import multihost_utils
 import jax.numpy as jnp
 import numpy as np
 
-from experiments.imagenet import input_pipeline
+from experiments.imagenet import data as data_lib
 from maxrl_jax import metrics as metrics_lib
 from maxrl_jax.train import files
 from maxrl_jax.train import mesh as mesh_lib
@@ -75,9 +75,9 @@ class MemoryData:
   def __init__(self, config, builder, mesh):
     size = int(config.data.image_size)
     transform = str(config.data.eval_transform)
-    images, labels = input_pipeline.load_split_arrays(
+    images, labels = data_lib.load_split_arrays(
         builder, config.data.train_split, size, eval_transform=transform)
-    ev_images, ev_labels = input_pipeline.load_split_arrays(
+    ev_images, ev_labels = data_lib.load_split_arrays(
         builder, config.data.eval_split, size, limit=int(config.data.num_eval_examples),
         eval_transform=transform)
     self.num_train = len(labels)
@@ -108,7 +108,7 @@ def stream_evaluate(config, builder, mesh, eval_fn, state) -> tuple[np.ndarray, 
   local = mesh_lib.check_global_batch(config.train.eval_batch_size, mesh,
                                       "config.train.eval_batch_size")
   logps, corrects = [], []
-  for batch in input_pipeline.eval_batches(builder, config, local):
+  for batch in data_lib.eval_batches(builder, config, local):
     mask = batch.pop("mask")
     g = mesh_lib.host_local_to_global(mesh, batch)
     logp, correct = eval_fn(state, g["image"], g["label"])
@@ -123,7 +123,7 @@ def analysis_images(config, builder, memory: MemoryData | None,
   """The first ``num`` validation images and labels, identical on every process."""
   if memory is not None:
     return memory.eval_images_host[:num], memory.eval_labels_host[:num]
-  return input_pipeline.load_split_arrays(
+  return data_lib.load_split_arrays(
       builder, config.data.eval_split, int(config.data.image_size), limit=num,
       eval_transform=str(config.data.eval_transform))
 

@@ -33,9 +33,10 @@ import numpy as np
 import optax
 
 from experiments.imagenet import evaluate
-from experiments.imagenet import input_pipeline
+from experiments.imagenet import data as data_lib
 from experiments.imagenet import objectives
 from experiments.imagenet import plots
+from experiments.imagenet import runs as runs_lib
 from experiments.imagenet import steps
 from maxrl_jax.train import checkpoint as checkpoint_lib
 from maxrl_jax.train import files
@@ -77,8 +78,8 @@ def analyse_run(config, run_config, run_dir, *, mesh, builder, images: np.ndarra
                 labels: np.ndarray, key: jax.Array) -> dict[str, Any]:
   """Pass rates and per-image gradient norms of one run's analysis checkpoint, with the run's
   own objective. Every process must call it."""
-  num_classes = input_pipeline.num_classes(builder)
-  num_train = input_pipeline.num_train_examples(config, builder)
+  num_classes = data_lib.num_classes(builder)
+  num_train = data_lib.num_train_examples(config, builder)
   _, total_steps, warmup = steps.schedule_steps(config, num_train)
   model = steps.build_model(config, num_classes)
   tx, _ = steps.make_optimizer(run_config, total_steps, warmup)
@@ -137,13 +138,13 @@ def analyse(config, workdir, *, mesh, builder=None, memory=None) -> dict[str, An
   call it (process 0 writes the json and the figure). Returns the json's content plus
   ``figure`` and ``json`` paths; runs without an analysis checkpoint are listed in
   ``missing``."""
-  builder = builder if builder is not None else input_pipeline.prepare_dataset(config)
+  builder = builder if builder is not None else data_lib.prepare_dataset(config)
   num = int(config.analysis.num_images)
   images, labels = evaluate.analysis_images(config, builder, memory, num)
   base = steps.prng_key(config, 3)  # The first seed's.
   step = int(config.analysis.step)
-  seed = steps.seeds(config)[0]
-  by_name = {r["name"]: r for r in steps.trained_runs(config) if r["seed"] == seed}
+  seed = runs_lib.seeds(config)[0]
+  by_name = {r["name"]: r for r in runs_lib.trained_runs(config) if r["seed"] == seed}
   panels, missing = [], []
   for j, name in enumerate(config.analysis.runs):
     run = by_name[name]
@@ -151,7 +152,7 @@ def analyse(config, workdir, *, mesh, builder=None, memory=None) -> dict[str, An
     if not has_checkpoint(run_dir, step):
       missing.append(name)
       continue
-    rc = steps.run_config(config, run)
+    rc = runs_lib.run_config(config, run)
     panel = analyse_run(config, rc, run_dir, mesh=mesh, builder=builder, images=images,
                         labels=labels, key=jax.random.fold_in(base, j))
     panels.append(dict(panel, run=name, seed=seed))
@@ -176,7 +177,7 @@ def is_current(config, workdir) -> bool:
   previous = files.read_json(fig_dir / JSON)
   return bool(
       isinstance(previous, dict) and previous.get("step") == int(config.analysis.step)
-      and previous.get("seed", 0) == steps.seeds(config)[0]
+      and previous.get("seed", 0) == runs_lib.seeds(config)[0]
       and previous.get("num_rollouts") == int(config.analysis.num_rollouts)
       and previous.get("requested_images") == int(config.analysis.num_images)
       and not previous.get("missing")

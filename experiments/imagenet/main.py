@@ -20,7 +20,7 @@ import os
 from absl import flags
 from ml_collections import config_flags
 
-from experiments.imagenet import comparison
+from experiments.imagenet import experiment
 from maxrl_jax.train import entry
 from maxrl_jax.train import mesh as mesh_lib
 
@@ -33,7 +33,7 @@ _WORKDIR = flags.DEFINE_string("workdir", None,
 def _main() -> None:
   config = _CONFIG.value
   workdir = _WORKDIR.value or os.path.join("runs", "imagenet", config.preset)
-  summary = comparison.run(config, workdir)
+  summary = experiment.run(config, workdir)
   if mesh_lib.is_chief():
     print(json.dumps({k: v for k, v in summary.items() if k != "figures"}, indent=2))
 

@@ -24,8 +24,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  pylint: disable=g-import-not-at-top
 import numpy as np  # noqa: E402
 
+from experiments.common import stats as stats_lib  # noqa: E402
 from experiments.imagenet import evaluate  # noqa: E402
-from experiments.imagenet import steps as steps_lib  # noqa: E402
+from experiments.imagenet import runs as runs_lib  # noqa: E402
 from maxrl_jax import metrics as metrics_lib  # noqa: E402
 from maxrl_jax.train import files  # noqa: E402
 from maxrl_jax.train import logs  # noqa: E402
@@ -80,7 +81,7 @@ def _mean_band(series: Sequence[tuple[np.ndarray, np.ndarray]]
   for steps, _ in series[1:]:
     common = np.intersect1d(common, steps)
   vals = np.stack([values[np.searchsorted(steps, common)] for steps, values in series])
-  return common, vals.mean(0), vals.min(0), vals.max(0)
+  return (common,) + stats_lib.band(vals)
 
 
 def plot_curves(runs: Mapping[str, dict], path, title: str = "") -> str:
@@ -128,10 +129,10 @@ def plot_pass_at_k(runs: Mapping[str, dict], path, max_k: int = 256, title: str 
   for run in runs.values():
     curves = np.asarray([[np.mean(metrics_lib.pass_at_k_from_logp(
         np.asarray(logp, np.float64), int(k))) for k in ks] for logp in run["logp_true"]])
-    line, = ax.plot(ks, curves.mean(0), label=run["label"])
+    mean, low, high = stats_lib.band(curves)
+    line, = ax.plot(ks, mean, label=run["label"])
     if len(curves) > 1:
-      ax.fill_between(ks, curves.min(0), curves.max(0), color=line.get_color(), alpha=0.2,
-                      linewidth=0)
+      ax.fill_between(ks, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
   ax.set_xscale("log", base=2)
   return _finish(fig, ax, path, "k", "validation pass@k", title)
 
@@ -149,7 +150,7 @@ def _finish(fig, ax, path, xlabel: str, ylabel: str, title: str) -> str:
 
 def plot_lr_sweep(sweep: Mapping[str, Any], path, title: str = "") -> str:
   """Final validation pass@1 against the learning rate (log axis), one line per run of the
-  sweep (``comparison.lr_sweep_summary``): the seed mean, min-max bars with several seeds, a
+  sweep (``analysis.lr_sweep_summary``): the seed mean, min-max bars with several seeds, a
   star on the best rate."""
   fig, ax = plt.subplots(figsize=(6, 4.2))
   for r in sweep["runs"].values():
@@ -190,13 +191,13 @@ def plot_gradnorm(panels: Sequence[Mapping[str, Any]], path, title: str = "") ->
   return _save(fig, path, title)
 
 
-def comparison_figures(config, workdir, lr_sweep: Mapping[str, Any] | None = None) -> list[str]:
+def draw_all(config, workdir, lr_sweep: Mapping[str, Any] | None = None) -> list[str]:
   """Writes the curves and pass@k figures of a finished comparison into ``workdir/figures``
   (with several seeds: seed means with min-max bands), and the learning-rate figure of a sweep
-  (``lr_sweep``: ``comparison.lr_sweep_summary``)."""
+  (``lr_sweep``: ``analysis.lr_sweep_summary``)."""
   root = files.as_path(workdir)
   groups: dict[str, list[dict]] = {}
-  for t in steps_lib.trained_runs(config):
+  for t in runs_lib.trained_runs(config):
     groups.setdefault(t["name"], []).append(t)
   sweep = bool(config.get("sweep_learning_rates", ()))
   curves, finals = {}, {}
@@ -212,7 +213,7 @@ def comparison_figures(config, workdir, lr_sweep: Mapping[str, Any] | None = Non
       finals[name] = {"label": label, "logp_true": [f["logp_true"] for f in logp]}
   generated = " (GENERATED pattern_classes data, not ImageNet)" if (
       config.data.dataset == "pattern_classes") else ""
-  num_seeds = len(steps_lib.seeds(config))
+  num_seeds = len(runs_lib.seeds(config))
   seeds_note = f"; mean of {num_seeds} seeds, band min-max" if num_seeds > 1 else ""
   title = f"{config.model.name} on {config.data.dataset}{generated}{seeds_note}"
   fig_dir = root / "figures"

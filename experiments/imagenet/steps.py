@@ -1,4 +1,5 @@
-"""Model, optimiser, train state and the jitted training steps of the ImageNet experiment.
+"""Model, optimiser, train state and the jitted training steps of the ImageNet experiment (the
+runs and their configs: :mod:`experiments.imagenet.runs`).
 
 One training step of run ``r`` on a batch of images ``x_b`` with labels ``y*_b`` (paper
 section 6.1, appendix D): ``loss = objectives.objective_loss(logits, y*, key_step, ...)``,
@@ -13,114 +14,22 @@ No file I/O here (``train.py`` owns the run's lifecycle).
 
 from __future__ import annotations
 
-import copy
 import functools
 from typing import Any, Callable
 
-import flax
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import optax
 
 from experiments.imagenet import objectives
+# run_config: benchmarks/ import it from here.
+from experiments.imagenet.runs import run_config, seeds  # noqa: F401
 from maxrl_jax.models import resnet
 from maxrl_jax.train import mesh as mesh_lib
+from maxrl_jax.train import optim
 from maxrl_jax.train.errors import require
-
-
-@flax.struct.dataclass
-class TrainState:
-  """Everything a run carries from step to step (the step itself is the checkpoint id)."""
-  params: Any
-  opt_state: Any
-  batch_stats: Any
-
-  @property
-  def variables(self) -> dict:
-    return {"params": self.params, "batch_stats": self.batch_stats}
-
-
-def run_dir_name(name: str, seed: int, num_seeds: int) -> str:
-  """The directory of run ``name`` trained with ``seed``: ``<name>`` when the comparison has one
-  seed (the layout of single-seed workdirs), ``<name>_s<seed>`` when it has several."""
-  return str(name) if num_seeds == 1 else f"{name}_s{int(seed)}"
-
-
-def lr_run_name(name: str, learning_rate: float) -> str:
-  """The name of run ``name`` in a learning-rate sweep, e.g. ``maxrl_n16_lr0.1``."""
-  return f"{name}_lr{float(learning_rate):g}"
-
-
-def comparison_runs(config) -> list[dict]:
-  """``config.runs`` with the learning-rate sweep expanded: one dict per run of the comparison.
-
-  Each is ``{"name", "base", "objective", "num_rollouts", "learning_rate"}``: ``base`` is the
-  name in ``config.runs``; with ``config.sweep_learning_rates`` every run becomes one run per
-  rate, named ``<base>_lr<rate>`` (:func:`lr_run_name`); ``learning_rate`` is the run's own
-  (the run's ``learning_rate`` key, else ``config.optim.learning_rate``).
-  """
-  rates = tuple(config.get("sweep_learning_rates", ()) or ())
-  out = []
-  for r in config.runs:
-    entry = {"base": str(r["name"]), "objective": str(r["objective"]),
-             "num_rollouts": int(r.get("num_rollouts", 1))}
-    if rates:
-      out += [dict(entry, name=lr_run_name(r["name"], lr), learning_rate=float(lr))
-              for lr in rates]
-    else:
-      lr = r.get("learning_rate", config.optim.learning_rate)
-      out.append(dict(entry, name=str(r["name"]), learning_rate=float(lr)))
-  return out
-
-
-def seeds(config) -> tuple[int, ...]:
-  """The comparison's seeds (``config.seeds``; one training of every run per seed)."""
-  return tuple(int(s) for s in config.get("seeds", (0,)))
-
-
-def trained_runs(config) -> list[dict]:
-  """Every training of the comparison, seed by seed (all runs of the first seed first).
-
-  Each is a :func:`comparison_runs` dict plus ``seed`` and ``dir`` (:func:`run_dir_name`);
-  ``name`` stays the comparison run's name (shared by its seeds).
-  """
-  all_seeds = seeds(config)
-  return [dict(r, seed=s, dir=run_dir_name(r["name"], s, len(all_seeds)))
-          for s in all_seeds for r in comparison_runs(config)]
-
-
-def run_config(config, run: dict, seed: int | None = None) -> ml_collections.ConfigDict:
-  """The comparison config specialised to one training: ``config.run`` holds the run and its
-  estimator's options (``config.estimators[objective]``), ``config.seed`` the training's seed
-  (``seed``, else the run's ``seed`` key, else the first of ``config.seeds``) and
-  ``config.optim.learning_rate`` the run's own when it has one; ``config.runs``,
-  ``config.seeds`` and ``config.sweep_learning_rates`` are dropped. The run's name is its
-  directory's (``run["dir"]`` when given).
-
-  With one seed (0) and no sweep the result is the same config as before seeds and sweeps
-  existed, so single-seed workdirs resume and train bit-identically.
-  """
-  c = copy.deepcopy(config)
-  objective = str(run["objective"])
-  options = {}
-  if objective in config.estimators:
-    options = dict(config.estimators[objective].to_dict())
-  if seed is None:
-    seed = run.get("seed", seeds(config)[0])
-  with c.unlocked():
-    c.run = ml_collections.ConfigDict({
-        "name": str(run.get("dir", run["name"])), "objective": objective,
-        "num_rollouts": int(run.get("num_rollouts", 1))})
-    c.run.options = ml_collections.ConfigDict(options)
-    c.seed = int(seed)
-    if run.get("learning_rate") is not None:
-      c.optim.learning_rate = float(run["learning_rate"])
-    for field in ("runs", "seeds", "sweep_learning_rates"):
-      if field in c:
-        del c[field]
-  return c
+from maxrl_jax.train.state import TrainState
 
 
 def schedule_steps(config, num_train: int) -> tuple[int, int, int]:
@@ -145,7 +54,7 @@ def schedule_steps(config, num_train: int) -> tuple[int, int, int]:
 def prng_key(config, stream: int) -> jax.Array:
   """Key of one random stream: 0 init, 1 label sampling, 2 data order, 3 gradnorm analysis.
 
-  The seed is ``config.seed`` of a run config (:func:`run_config`), or the first of
+  The seed is ``config.seed`` of a run config (:func:`runs.run_config`), or the first of
   ``config.seeds`` of a comparison config.
 
   ``config.train.prng_impl`` picks the generator: ``"rbg"`` (XLA's RngBitGenerator) compiles
@@ -165,20 +74,20 @@ def build_model(config, num_classes: int) -> resnet.ResNet:
                             input_std=tuple(config.data.std_rgb))
 
 
+# The comparison's optimiser (section 6.1, appendix D): config.optim names no optimiser or
+# schedule, the driver fixes them (see maxrl_jax.train.optim).
+OPTIMIZER_DEFAULTS = {"optimizer": "sgd", "schedule": "warmup_cosine"}
+
+
 def make_optimizer(config, total_steps: int, warmup_steps: int):
-  """SGD + momentum (no Nesterov) with coupled weight decay and warmup-cosine lr.
+  """SGD + momentum (no Nesterov) with coupled weight decay and warmup-cosine lr (the library's
+  :func:`maxrl_jax.train.optim.make_optimizer` of ``config.optim``).
 
   PyTorch's ``SGD(weight_decay=wd, momentum=m)``: ``d = g + wd * theta``,
   ``buf = m * buf + d``, ``theta -= lr_t * buf``.
   """
-  schedule = optax.warmup_cosine_decay_schedule(
-      init_value=0.0, peak_value=float(config.optim.learning_rate),
-      warmup_steps=warmup_steps, decay_steps=total_steps, end_value=0.0)
-  tx = optax.chain(
-      optax.add_decayed_weights(float(config.optim.weight_decay)),
-      optax.sgd(schedule, momentum=float(config.optim.momentum),
-                nesterov=bool(config.optim.nesterov)))
-  return tx, schedule
+  return optim.make_optimizer(config.optim, field="config.optim", defaults=OPTIMIZER_DEFAULTS,
+                              warmup_steps=warmup_steps, total_steps=total_steps)
 
 
 def torchvision_init(params: Any, key: jax.Array) -> Any:

@@ -17,9 +17,8 @@ import numpy as np
 
 from experiments.imagenet import evaluate
 from experiments.imagenet import gradnorm
-from experiments.imagenet import input_pipeline
+from experiments.imagenet import data as data_lib
 from experiments.imagenet import steps
-from maxrl_jax.train import files
 from maxrl_jax.train import loop
 from maxrl_jax.train import mesh as mesh_lib
 from maxrl_jax.train import stage as stage_lib
@@ -41,9 +40,9 @@ def steps_field(config) -> str:
 def train_run(config, workdir, *, mesh, builder=None, memory: evaluate.MemoryData | None = None,
               guard: loop.PreemptionGuard | None = None) -> stage_lib.StageResult:
   """Trains (resumes, or returns the finished) run ``config.run`` in ``workdir``."""
-  builder = builder if builder is not None else input_pipeline.prepare_dataset(config)
-  num_classes = input_pipeline.num_classes(builder)
-  num_train = input_pipeline.num_train_examples(config, builder)
+  builder = builder if builder is not None else data_lib.prepare_dataset(config)
+  num_classes = data_lib.num_classes(builder)
+  num_train = data_lib.num_train_examples(config, builder)
   steps_per_epoch, total_steps, warmup = steps.schedule_steps(config, num_train)
   model = steps.build_model(config, num_classes)
   tx, schedule = steps.make_optimizer(config, total_steps, warmup)
@@ -72,9 +71,9 @@ def train_run(config, workdir, *, mesh, builder=None, memory: evaluate.MemoryDat
 
     def train_chunk(state, step0, n):
       if not chunks:
-        stream = input_pipeline.train_batches(builder, config, local, steps_per_epoch, step0)
+        stream = data_lib.train_batches(builder, config, local, steps_per_epoch, step0)
         sizes = [m for _, m in loop.chunk_sizes(step0, total_steps, chunk_steps)]
-        chunks.append(input_pipeline.prefetch_chunks(
+        chunks.append(data_lib.prefetch_chunks(
             stream, mesh, sizes, buffer_size=int(config.train.prefetch_chunks)))
       data = next(chunks[0])
       require(data["label"].shape[0] == n, "train_chunk", "chunk size mismatch")
@@ -119,15 +118,16 @@ def train_run(config, workdir, *, mesh, builder=None, memory: evaluate.MemoryDat
       chunk_steps=chunk_steps, checkpoint_every=int(config.train.checkpoint_every),
       steps_field=steps_field(config), resume_ignore=RESUME_IGNORE,
       log_every=int(config.train.log_every), max_to_keep=int(config.train.max_to_keep),
-      async_checkpointing=bool(config.train.async_checkpointing))
-  return stage_lib.run_stage(
-      stage, init_state=lambda: steps.init_state(config, model, tx, mesh),
-      train_chunk=chunk_with_analysis, final_eval=final_eval, on_chunk_end=on_chunk_end,
-      meta_fn=lambda s: {"data_step": s}, restore_complete=False, guard=guard,
-      progress_every_seconds=15.0,
+      async_checkpointing=bool(config.train.async_checkpointing), restore_complete=False,
+      progress_every_seconds=15.0)
+  program = stage_lib.Program(
+      init_state=lambda: steps.init_state(config, model, tx, mesh),
+      train_chunk=chunk_with_analysis, final_eval=final_eval,
+      hooks=loop.Hooks(on_chunk_end=on_chunk_end, checkpoint_meta=lambda s: {"data_step": s}),
       summary_fields={
           "run": config.run.to_dict(), "total_steps": total_steps,
           "steps_per_epoch": steps_per_epoch, "warmup_steps": warmup,
           "num_classes": num_classes, "num_train": num_train,
           "num_devices": int(mesh.devices.size), "num_processes": jax.process_count(),
           "analysis_step": analysis_step})
+  return stage_lib.run_stage(stage, program, guard=guard)

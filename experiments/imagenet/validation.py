@@ -6,13 +6,13 @@ Every failure is a :class:`~maxrl_jax.train.errors.ConfigError` naming the field
 
 from __future__ import annotations
 
+from experiments.common import options as options_lib
 from experiments.imagenet import config as config_lib
 from experiments.imagenet import objectives
-from experiments.imagenet import steps
-from maxrl_jax import estimators
+from experiments.imagenet import runs as runs_lib
 from maxrl_jax.models import resnet
 from maxrl_jax.train import mesh as mesh_lib
-from maxrl_jax.train.errors import ConfigError, require
+from maxrl_jax.train.errors import require
 
 _PRNG_IMPLS = ("rbg", "unsafe_rbg", "threefry2x32")
 _SEARCH_METHODS = ("scan", "scan_unrolled", "sort")
@@ -20,7 +20,7 @@ _SEARCH_METHODS = ("scan", "scan_unrolled", "sort")
 
 def run_names(config) -> list[str]:
   """The comparison's run names (``config.runs`` after the learning-rate sweep's expansion)."""
-  return [r["name"] for r in steps.comparison_runs(config)]
+  return [r["name"] for r in runs_lib.comparison_runs(config)]
 
 
 def _int(value, field: str, minimum: int) -> int:
@@ -77,8 +77,7 @@ def validate_runs(config) -> None:
   base = [str(r["name"]) for r in config.runs]
   require(len(set(base)) == len(base), "config.runs", f"run names must be unique: {base}")
   validate_sweep(config)
-  for method in config.estimators:
-    _one_of(method, estimators.METHODS, f"config.estimators.{method}")
+  options_lib.validate(config.estimators, field="config.estimators")
   for i, run in enumerate(config.runs):
     field = f"config.runs[{i}]"
     extra = sorted(set(run) - {"name", "objective", "num_rollouts", "learning_rate"})
@@ -87,14 +86,9 @@ def validate_runs(config) -> None:
     _one_of(run["objective"], objectives.objective_names(), f"{field}.objective")
     n = _int(run.get("num_rollouts", 1), f"{field}.num_rollouts", 1)
     objective = run["objective"]
-    if objective != objectives.CROSS_ENTROPY:
-      options = {}
-      if objective in config.estimators:
-        options = config.estimators[objective].to_dict()
-      try:
-        estimators.coefficient_table(objective, n, **options)
-      except ValueError as e:
-        raise ConfigError(f"config.estimators.{objective}", str(e)) from e
+    if objective != objectives.CROSS_ENTROPY:  # Its options at its N (e.g. truncation <= N).
+      given = options_lib.of(config.estimators, objective, field="config.estimators")
+      options_lib.validate({objective: given}, n, field="config.estimators")
   names = run_names(config)
   require(len(set(names)) == len(names), "config.sweep_learning_rates",
           f"gives repeated run names: {names}")

@@ -21,12 +21,11 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from experiments.common import stats as stats_lib
 from maxrl_jax import metrics as metrics_lib
 from maxrl_jax.train import files
 from maxrl_jax.train import logs
 
-RUN_RE = re.compile(r"^(?P<estimator>.+?)_n(?P<n>\d+)(?:_lr(?P<lr>[0-9.e+-]+))?"
-                    r"(?:_s(?P<seed>\d+))?$")
 KEY_RE = re.compile(r"^eval/(?P<set>[a-z]+)/pass@(?P<k>\d+)$")
 COUNTS_FILE = "eval_counts.json"
 NUM_RESAMPLES = 2000
@@ -49,8 +48,25 @@ def _stage(rdir: str) -> dict | None:
   return {"summary": summary if summary.get("complete") else None, "counts": _counts(rdir)}
 
 
+def _identity(rdir: str, sweep_config: dict | None) -> dict | None:
+  """A run's ``{"estimator", "n", "lr", "seed"}`` from its ``config.json`` (never from its
+  directory name); ``lr`` is None unless the sweep has several learning rates. None without a
+  config (a directory no stage wrote)."""
+  cfg = files.read_json(os.path.join(rdir, logs.CONFIG_FILE))
+  if not isinstance(cfg, dict) or not isinstance(cfg.get("rl"), dict):
+    return None
+  rl = cfg["rl"]
+  rates = ((sweep_config or cfg).get("sweep") or {}).get("learning_rates") or ()
+  return {"estimator": str(rl["estimator"]), "n": int(rl["num_rollouts"]),
+          "lr": float(rl["learning_rate"]) if len(rates) > 1 else None,
+          "seed": int(rl.get("seed") or 0)}
+
+
 def load_sweep(workdir: str) -> dict[str, Any]:
   """Everything the figures and the report need from a sweep workdir.
+
+  Each stage's identity (estimator, N, learning rate, seed) is read from its own
+  ``config.json`` / ``summary.json``, not parsed from its directory name.
 
   Returns:
     ``{"config": dict | None, "sft": summary | None, "sft_counts", "sft_repeats": {seed:
@@ -63,25 +79,25 @@ def load_sweep(workdir: str) -> dict[str, Any]:
          "sft_counts": sft["counts"], "sft_repeats": {}, "runs": {}}
   if root.is_dir():
     for p in sorted(root.iterdir(), key=lambda p: p.name):
-      m = re.fullmatch(r"sft_s(\d+)", p.name)
-      st = _stage(str(p)) if m and p.is_dir() else None
-      if st and st["summary"]:
-        out["sft_repeats"][int(m[1])] = st
+      if p.name in ("sft", "rl") or not p.is_dir():
+        continue
+      st = _stage(str(p))
+      summary = st["summary"] if st else None
+      if summary and str(summary.get("stage", "")).startswith("maze sft"):
+        out["sft_repeats"][int(summary.get("seed", 0))] = st  # a repeat of stage 1
   rl_root = root / "rl"
   if not rl_root.is_dir():
     return out
   for name in sorted(p.name for p in rl_root.iterdir()):
-    m = RUN_RE.match(name)
     rdir = str(rl_root / name)
-    if not m or not (rl_root / name).is_dir():
+    identity = _identity(rdir, out["config"]) if (rl_root / name).is_dir() else None
+    if identity is None:
       continue
     history = logs.read_metrics(rdir) if files.exists(
         os.path.join(rdir, logs.METRICS_FILE)) else []
     st = _stage(rdir) or {"summary": None, "counts": None}
-    out["runs"][name] = {"estimator": m["estimator"], "n": int(m["n"]),
-                         "lr": float(m["lr"]) if m["lr"] else None,
-                         "seed": int(m["seed"]) if m["seed"] else 0,
-                         "summary": st["summary"], "counts": st["counts"], "history": history}
+    out["runs"][name] = dict(identity, summary=st["summary"], counts=st["counts"],
+                             history=history)
   return out
 
 
@@ -146,8 +162,8 @@ def group_stat(stages: Sequence[dict], k: int, eval_set: str = "test") -> dict |
   vals = [final_value(st, k, eval_set) for st in stages]
   if not stages or any(v is None for v in vals):
     return None
-  out = {"mean": float(np.mean(vals)), "seed_min": float(min(vals)),
-         "seed_max": float(max(vals)), "seeds": len(vals)}
+  st = stats_lib.stats(vals)
+  out = {"mean": st["mean"], "seed_min": st["min"], "seed_max": st["max"], "seeds": len(vals)}
   mat = _matrix(stages, k, eval_set)
   if mat is not None:
     _, lo, hi = metrics_lib.two_level_bootstrap_ci(mat, num_resamples=NUM_RESAMPLES, seed=k)
@@ -199,7 +215,7 @@ def group_history(runs: Sequence[dict], key: str
     z = np.zeros((0,))
     return z, z, z, z
   vals = np.asarray([[c[s] for s in common] for c in curves])
-  return np.asarray(common), vals.mean(0), vals.min(0), vals.max(0)
+  return (np.asarray(common),) + stats_lib.band(vals)
 
 
 def collapsed(run: dict, window: int = COLLAPSE_WINDOW) -> bool:

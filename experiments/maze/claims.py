@@ -138,7 +138,7 @@ _MAZE_VERDICTS = ("Verdicts: the mean over RL seeds (pass@k in %, [95% interval]
                   "below 0, else *inconclusive*. No bar is loosened: 0 is the bar.")
 
 
-def maze_section(summary: Mapping[str, Any], exp_dir: str, report_dir: str) -> str:
+def section(summary: Mapping[str, Any], exp_dir: str, report_dir: str) -> str:
   sweep = analysis.load_sweep(exp_dir)
   scarce = summary.get("experiment") == "data_scarce"
   cfg = sweep.get("config") or {}

@@ -3,14 +3,13 @@ the text is silent or differs).
 
 Select one with ``--config=experiments/maze/config.py:<preset>``:
 
-* ``paper``: the paper's values. 17x17 mazes, a ~3M-parameter Qwen2-style decoder (4 layers,
-  hidden 256, MLP 1024, GQA 4/2, RoPE 1e6, bf16 compute), SFT 1,500 steps at batch 32 with AdamW
-  lr 5e-4, then the scaling sweep: estimators {maxrl, grpo, rloo} x N in {4, 8, ..., 128},
-  batch 256 mazes, lr 1e-4, 9,000 steps; pass@k on 256 held-out mazes from 2,048 samples.
-  SFT and RL use the authors' optimiser settings (AdamW, clipping at 1.0, weight decay 0.01),
-  token-mean RL loss, GRPO with the sample std, MaxRL with eps 1e-6.
-* ``paper_table3``: the paper's default setting (Table 3, Figure 18): batch 32 mazes x 128
-  rollouts, 20,000 steps, every sweep estimator from one SFT checkpoint.
+* ``paper``: 17x17 mazes, a ~3M-parameter Qwen2-style decoder (4 layers, hidden 256, MLP 1024,
+  GQA 4/2, RoPE 1e6, bf16 compute; float16 with loss scaling one field away), SFT 1,500 steps at
+  batch 32, lr 5e-4, then estimators {maxrl, grpo, rloo} x N in {4, ..., 128}, batch 256, lr
+  1e-4, 9,000 steps; pass@k on 256 held-out mazes from 2,048 samples. The authors' optimisers
+  (AdamW, clipping 1.0, weight decay 0.01), verl's per-micro-batch token-mean, GRPO with the
+  sample std, MaxRL eps 1e-6, epochs over 1M fixed training mazes.
+* ``paper_table3``: Table 3 / Figure 18: batch 32 x 128 rollouts, 20,000 steps, six methods.
 * ``cpu``: the same pipeline sized for two CPU cores (the main job): 9x9 mazes, a tiny decoder,
   a short SFT (seeds 0 and 1) that leaves the pass rate low-to-moderate so RL has room to
   improve, N in {2, 8, 32} x RL seeds {0, 1}, 100 steps, 256 test mazes.
@@ -21,10 +20,9 @@ Select one with ``--config=experiments/maze/config.py:<preset>``:
   analogue of the paper's GSM8K result: RL for many epochs on a small fixed set of training
   mazes, tracking pass@1 and pass@k on those training mazes and on the held-out test mazes.
 
-``config.experiment`` picks what ``train.run`` does: ``"sweep"`` (SFT, then the grid
-estimators x N from the same SFT checkpoint, then figures), ``"data_scarce"`` (SFT, then one RL run
-per estimator on ``rl.train_set_size`` fixed mazes, then figures) or ``"single"`` (SFT, then one
-RL run with ``config.rl``).
+``config.experiment``: ``"sweep"`` (SFT, the grid estimators x N from one SFT checkpoint,
+figures), ``"data_scarce"`` (SFT, one RL run per estimator on ``rl.train_set_size`` fixed mazes,
+figures) or ``"single"`` (SFT, one RL run with ``config.rl``).
 """
 
 import ml_collections
@@ -35,6 +33,11 @@ PRESETS = ("paper", "paper_table3", "cpu", "cpu_long", "cpu_lr", "smoke", "paper
 
 # k values of the paper's pass@k evaluation; only those <= the number of samples are reported.
 PAPER_KS = (1, 32, 128, 256, 1024, 2048)
+# Fields added in 0.2.0, with the value a workdir written before them implicitly ran with (a
+# run's resume check compares a missing field as this value; maxrl_jax.train.stage).
+FIELDS_ADDED = {"maze.num_train": 0, "model.loss_scale_init": 2.0 ** 16,
+                "model.loss_scale_period": 400, "rl.loss_microbatch_size": 4096,
+                "rl.loss_data_parallel": 4}
 
 
 def _base() -> ml_collections.ConfigDict:
@@ -52,10 +55,13 @@ def _base() -> ml_collections.ConfigDict:
   c.maze.size = 17
   c.maze.extra_openings = 0
   c.maze.num_test = 256  # held-out test mazes (disjoint from the training stream)
-  # Held-out validation mazes (the next held-out mazes after the test set: disjoint from both
-  # the training stream and the test set), evaluated when eval.validation_mazes > 0; the CPU
-  # learning rate is chosen on them (preset cpu_lr), never on the test mazes.
+  # Held-out validation mazes (the held-out mazes after the test set), evaluated when
+  # eval.validation_mazes > 0; the CPU learning rate is chosen on them (preset cpu_lr).
   c.maze.num_validation = 0
+  # The authors' fixed training file (maze/generate_maze.py: 1M mazes): SFT and RL take epochs
+  # over training-stream mazes [0, num_train), generated per chunk (README: 6.1 s for 1M on one
+  # core). 0: a fresh maze every step (CPU presets). Disjoint from test/validation mazes.
+  c.maze.num_train = 1_000_000
   # The authors' protocol (maxrl_jax.envs.maze): their verifier (the first arrival at the goal
   # wins; "end_on_goal" is the stricter earlier rule), their generator (cell-frontier Prim grown
   # from the start cell; "random_root" is the earlier one), up to 180 response tokens, and
@@ -77,7 +83,11 @@ def _base() -> ml_collections.ConfigDict:
   c.model.rope_theta = 1e6
   c.model.rms_eps = 1e-6
   c.model.max_len = 512
+  # bfloat16 (float32's exponent range: no loss scaler); "float16", the authors' RL precision,
+  # runs both stages behind a dynamic loss scale (experiments/maze/loss_scale.py).
   c.model.dtype = "bfloat16"
+  c.model.loss_scale_init = 2.0 ** 16  # float16 only: initial scale (torch's GradScaler)
+  c.model.loss_scale_period = 400  # float16 only: finite steps before the scale doubles
   c.model.param_dtype = "float32"
   c.model.remat = False  # rematerialise decoder blocks in the backward pass (memory)
 
@@ -104,9 +114,8 @@ def _base() -> ml_collections.ConfigDict:
 
   # Stage 2: fully on-policy RL (one AdamW update per batch of rollouts).
   c.rl = ml_collections.ConfigDict()
-  # estimator / num_rollouts / batch_size / steps are set per run by config.sweep (experiments
-  # "sweep" and "data_scarce"); only experiment "single" reads them (set them on the command
-  # line). Overriding them in a sweep is refused.
+  # estimator / num_rollouts / batch_size / steps are set per run by config.sweep; only
+  # experiment "single" reads them (overriding them in a sweep is refused).
   c.rl.estimator = placeholder(str)  # any maxrl_jax.estimators.METHODS name
   c.rl.num_rollouts = placeholder(int)
   c.rl.batch_size = placeholder(int)  # mazes per step (sharded over the "data" mesh axis)
@@ -116,16 +125,23 @@ def _base() -> ml_collections.ConfigDict:
   # sample std, MaxRL's denominator K/N + 1e-6).
   c.rl.estimator_options = ml_collections.ConfigDict(
       {"grpo": {"std": "sample", "eps": 1e-6}, "maxrl": {"eps": 1e-6}})
-  # The authors' verl settings: AdamW betas (0.9, 0.999), weight decay 0.01, clipping at 1.0,
-  # token-mean loss (sum of -A log pi over the batch's response tokens / their number).
+  # The authors' verl settings: AdamW betas (0.9, 0.999), weight decay 0.01, clipping at 1.0.
   c.rl.learning_rate = 1e-4
   c.rl.betas = (0.9, 0.999)
   c.rl.weight_decay = 0.01
   c.rl.max_grad_norm = 1.0  # 0: no clipping
-  c.rl.loss_aggregation = "token_mean"  # or "sequence_mean"
-  c.rl.temperature = 1.0
-  # Entropy bonus of the runs named "<estimator>+entropy" (Table 3's "GRPO + entropy bonus").
-  # The paper gives no coefficient; 0.001 is verl's long-standing default, not tuned here.
+  # verl's token-mean as its actor computes it (dp_actor.py): the mean of each micro-batch's
+  # token-mean ("token_mean": one global token-mean; "sequence_mean").
+  c.rl.loss_aggregation = "microbatch_token_mean"
+  # Micro-batch min(loss_microbatch_size, batch N / loss_data_parallel) sequences: maze_17.sh's
+  # ppo_micro_batch_size_per_gpu=4096 on 4 GPUs (N = 128: 8 micro-batches of 4,096; at N < 64,
+  # where verl would reject 4096, and in Table 3's 32 x 128: one micro-batch per GPU).
+  c.rl.loss_microbatch_size = 4096
+  c.rl.loss_data_parallel = 4
+  c.rl.temperature = 1.0  # sampling and the loss's log-probs (logits / T), as verl
+  # Entropy bonus of the "<estimator>+entropy" runs (Table 3's "GRPO + entropy bonus"): NOT given
+  # by the paper (the authors' ppo_trainer.yaml: entropy_coeff 0, set by no maze script); 0.001
+  # is this project's untuned choice.
   c.rl.entropy_coef = 0.001
   # Memory: sample this many mazes at a time, accumulate gradients over micro-batches of this
   # many mazes (0: the whole batch). The update equals the unchunked one.
@@ -176,24 +192,18 @@ def _shrink_to_cpu(c: ml_collections.ConfigDict) -> None:
   room for RL, and rollouts that succeed. N spans 16x (the paper's 4 to 128 costs 4x more)."""
   c.preset = "cpu"
   c.maze.size = 9  # 4x4 cells: 100,352 perfect mazes (7x7 has 192, too few to hold out 256)
-  c.maze.extra_openings = 0
-  c.maze.num_test = 256
   c.maze.num_validation = 128
-  # Shorter rollouts for speed: the longest BFS answer (32 tokens at 9x9), and a rollout ends
-  # at DONE as well as <eos> (the verifier looks only at the tokens before the first DONE).
+  # Shorter rollouts for speed: the longest BFS answer (32 tokens at 9x9).
   c.maze.response_budget = 0
-  c.maze.stop_tokens = ("DONE", "<eos>")
   c.model.num_layers = 2
   c.model.hidden_dim = 64
   c.model.mlp_dim = 192
-  c.model.num_heads = 4
-  c.model.num_kv_heads = 2
   c.model.max_len = 0  # 0: prompt + response length of the maze size (derived)
   c.model.dtype = "float32"
+  c.maze.num_train = 0
+  c.rl.loss_aggregation = "token_mean"
   c.sft.steps = 200
-  c.sft.batch_size = 32
   c.sft.learning_rate = 3e-3
-  c.sft.chunk_steps = 50
   c.sft.eval_every = 0
   c.sft.checkpoint_every = 200
   c.rl.sample_mazes = 0  # the whole (small) batch at once
@@ -213,9 +223,7 @@ def _shrink_to_cpu(c: ml_collections.ConfigDict) -> None:
   c.eval.num_samples = 64
   c.eval.ks = (1, 4, 16, 64)
   c.eval.during_num_samples = 16
-  c.eval.num_mazes = 256
   c.eval.samples_per_call = 32
-  c.eval.mazes_per_call = 256
 
 
 def _cpu_long(c: ml_collections.ConfigDict) -> None:
@@ -226,8 +234,6 @@ def _cpu_long(c: ml_collections.ConfigDict) -> None:
   c.preset = "cpu_long"
   c.sweep.steps = 400
   c.sweep.seeds = (0, 1, 2)
-  c.rl.eval_every = 50
-  c.rl.chunk_steps = 25
   c.eval.num_samples = 128
   c.eval.ks = (1, 4, 16, 64, 128)
 
@@ -242,7 +248,6 @@ def _cpu_lr(c: ml_collections.ConfigDict) -> None:
   c.sweep.seeds = (0,)
   c.sweep.sft_seeds = (0,)
   c.sweep.learning_rates = (1e-4, 3e-4, 1e-3)
-  c.rl.eval_every = 50
   c.eval.num_mazes = 0
   c.eval.validation_mazes = 128
   c.eval.num_samples = 128
@@ -266,8 +271,6 @@ def _shrink_to_smoke(c: ml_collections.ConfigDict) -> None:
   c.sft.steps = 150
   c.sft.batch_size = 16
   c.sft.learning_rate = 1e-2
-  c.sft.chunk_steps = 50
-  c.sft.eval_every = 0
   c.sft.checkpoint_every = 150
   c.rl.chunk_steps = 2
   c.rl.eval_every = 2
@@ -291,6 +294,7 @@ def _data_scarce(c: ml_collections.ConfigDict) -> None:
   """Many epochs over a small fixed set of training mazes; one run per sweep estimator."""
   c.experiment = "data_scarce"
   c.preset = c.preset + "_scarce"
+  c.maze.num_train = 0  # the fixed set is rl.train_set_size
 
 
 def get_config(preset: str = "cpu") -> ml_collections.ConfigDict:
@@ -303,7 +307,9 @@ def get_config(preset: str = "cpu") -> ml_collections.ConfigDict:
     # steps, every estimator of Table 3 from the same SFT checkpoint.
     c.preset = "paper_table3"
     c.sweep.estimators = ("maxrl", "grpo", "rloo", "grpo+entropy", "pkpo", "dsgrpo")
-    c.rl.estimator_options.pkpo = {"k": 16}  # Table 3's "PKPO (T = 16)"
+    # The authors' PKPO (core_algos.py, k = algorithm.pass_k = 4 in maze/maze_17.sh); the text's
+    # "PKPO (T = 16)": --config.rl.estimator_options.pkpo.variant=loo, ...pkpo.k=16.
+    c.rl.estimator_options.pkpo = {"k": 4, "variant": "authors"}
     c.sweep.num_rollouts = (128,)
     c.sweep.batch_size = 32
     c.sweep.steps = 20000

@@ -11,11 +11,15 @@ that fixes the maze size, the seed and the index ranges of the training stream:
 * the data-scarce regime (``train_set_size = M``) uses the fixed set ``RL_OFFSET + [0, M)`` for
   many epochs: position ``j = s B + b`` of the concatenated epochs is set member
   ``perm_e[j mod M]`` with ``e = j div M`` and ``perm_e`` a fresh permutation per epoch, so each
-  epoch visits every member once.
+  epoch visits every member once;
+* a fixed training file (``num_train = F > 0``, the authors' protocol: one file of 1M mazes for
+  SFT and RL) replaces both streams: SFT and RL (without ``train_set_size``) take epochs, as
+  above, over the stream mazes ``[0, F)``, each stage (and SFT seed) with its own permutations.
 
 Test mazes come from the environment's held-out stream (disjoint from every training maze by
 construction, see ``maxrl_jax.envs.maze``); the validation mazes are the next
-``num_validation`` held-out mazes after the test set (disjoint from training and test mazes). Everything is a pure function of the step number, so
+``num_validation`` held-out mazes after the test set (disjoint from training and test mazes).
+Everything is a pure function of the step number, so
 a resumed run sees exactly the batches of an uninterrupted one. The mazes of a chunk of steps are
 generated before the chunk (one compiled generator for every batch shape) and passed to the
 jitted training chunk, sharded on the batch axis.
@@ -36,7 +40,8 @@ RL_OFFSET = 1 << 30
 SFT_SEED_STRIDE = 1 << 24  # stream mazes per SFT seed (the paper's SFT uses 48,000)
 MAX_SFT_SEED = RL_OFFSET // SFT_SEED_STRIDE - 1
 GEN_BLOCK = 64  # mazes per call of the compiled generator
-_EPOCH_STREAM = 0x6570  # fold_in tag of the data-scarce epoch permutations
+_EPOCH_STREAM = 0x6570  # seed tag of the data-scarce epoch permutations
+_FILE_STREAM = 0x66696C65  # seed tag of the fixed training file's epoch permutations
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,8 +63,11 @@ class MazeTask:
   response_budget: int = 0
   stop: tuple[str, ...] = ("<eos>",)
   num_validation: int = 0
+  num_train: int = 0
 
   def __post_init__(self):
+    if not 0 <= self.num_train <= RL_OFFSET:
+      raise ValueError(f"num_train must be in [0, 2^30], got {self.num_train}")
     maze.check_size(self.size)
     maze.check_rule(self.reward_rule)
     maze.check_variant(self.generator)
@@ -79,7 +87,8 @@ class MazeTask:
                generator=str(c.get("generator", "from_start")),
                response_budget=int(c.get("response_budget", 0)),
                stop=tuple(str(s) for s in c.get("stop_tokens", ("<eos>",))),
-               num_validation=int(c.get("num_validation", 0)))
+               num_validation=int(c.get("num_validation", 0)),
+               num_train=int(c.get("num_train", 0)))
 
   # Token layout.
   @property
@@ -121,25 +130,25 @@ class MazeTask:
     out = np.concatenate(blocks, 0)[: len(flat)]
     return out.reshape(indices.shape + (self.size, self.size))
 
-  @staticmethod
-  def sft_indices(step: int, batch: int, sft_seed: int = 0) -> np.ndarray:
-    """Stream indices of SFT step ``step``: ``SFT_SEED_STRIDE sft_seed + step batch + [0, batch)``."""
+  def sft_indices(self, step: int, batch: int, sft_seed: int = 0) -> np.ndarray:
+    """Stream indices of SFT step ``step``: ``SFT_SEED_STRIDE sft_seed + step batch + [0, batch)``
+    (epochs over the fixed file ``[0, num_train)`` when ``num_train``)."""
     if not 0 <= sft_seed <= MAX_SFT_SEED:
       raise ValueError(f"sft_seed must be in [0, {MAX_SFT_SEED}], got {sft_seed}")
-    return SFT_SEED_STRIDE * sft_seed + step * batch + np.arange(batch, dtype=np.int64)
+    j = step * batch + np.arange(batch, dtype=np.int64)
+    if self.num_train:
+      return _epochs(j, self.num_train, (self.seed, _FILE_STREAM, 0, int(sft_seed)))
+    return SFT_SEED_STRIDE * sft_seed + j
 
   def rl_indices(self, step: int, batch: int, train_set_size: int = 0) -> np.ndarray:
-    """Stream indices of RL step ``step`` (infinite stream, or epochs over a fixed set)."""
+    """Stream indices of RL step ``step`` (infinite stream, epochs over the data-scarce set, or
+    epochs over the fixed file ``[0, num_train)``)."""
     j = step * batch + np.arange(batch, dtype=np.int64)
-    if not train_set_size:
-      return RL_OFFSET + j
-    m = int(train_set_size)
-    out = np.empty_like(j)
-    for e in np.unique(j // m):
-      perm = np.random.default_rng([self.seed, _EPOCH_STREAM, int(e)]).permutation(m)
-      sel = j // m == e
-      out[sel] = perm[j[sel] % m]
-    return RL_OFFSET + out
+    if train_set_size:
+      return RL_OFFSET + _epochs(j, int(train_set_size), (self.seed, _EPOCH_STREAM))
+    if self.num_train:
+      return _epochs(j, self.num_train, (self.seed, _FILE_STREAM, 1))
+    return RL_OFFSET + j
 
   def chunk_grids(self, stage: str, start_step: int, num_steps: int, batch: int,
                   train_set_size: int = 0, sft_seed: int = 0) -> np.ndarray:
@@ -183,6 +192,23 @@ class MazeTask:
     """Verifier rewards ``float32 [B, N]`` for responses ``[B, N, L]`` on grids ``[B, S, S]``."""
     per_maze = jax.vmap(functools.partial(maze.reward, rule=self.reward_rule), in_axes=(None, 0))
     return jax.vmap(per_maze)(grids, responses).astype(jnp.float32)
+
+
+def _epochs(j: np.ndarray, m: int, tag: tuple) -> np.ndarray:
+  """Member ``perm_e[j mod m]`` of ``[0, m)`` at position ``j``, ``e = j div m``, with ``perm_e``
+  the permutation seeded by ``tag + (e,)`` (each epoch visits every member once)."""
+  out = np.empty_like(j)
+  for e in np.unique(j // m):
+    sel = j // m == e
+    out[sel] = _permutation(tag + (int(e),), m)[j[sel] % m]
+  return out
+
+
+@functools.lru_cache(maxsize=8)
+def _permutation(seed: tuple, m: int) -> np.ndarray:
+  perm = np.random.default_rng(list(seed)).permutation(m)
+  perm.flags.writeable = False
+  return perm
 
 
 @functools.lru_cache(maxsize=16)

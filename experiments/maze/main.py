@@ -12,7 +12,7 @@ exits 0.
 from absl import flags
 from ml_collections import config_flags
 
-from experiments.maze import sweep
+from experiments.maze import experiment
 from maxrl_jax.train import entry
 from maxrl_jax.train import mesh as mesh_lib
 
@@ -24,7 +24,7 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "output directory (default runs/
 def main() -> None:
   config = _CONFIG.value
   workdir = _WORKDIR.value or f"runs/maze/{config.preset}"
-  summary = sweep.run(config, workdir)
+  summary = experiment.run(config, workdir)
   if mesh_lib.is_chief() and not summary.get("preempted"):
     print(f"[maze] {workdir}: complete={summary['complete']}  figures={summary.get('figures')}")
 

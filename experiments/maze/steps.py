@@ -4,16 +4,18 @@ SFT (paper section 6.2, appendix E.1): next-token cross-entropy of the BFS short
 token-mean over the response tokens of the batch,
 ``L_SFT = -sum_{b,t} m_bt log pi(y_bt | x_b, y_b,<t) / sum_{b,t} m_bt``.
 
-RL (fully on-policy): each step draws ``B`` fresh mazes, samples ``N`` rollouts per maze, scores
-them with the verifier, computes the estimator's advantages over each maze's ``N`` rollouts and
-takes ONE optimiser step on the surrogate loss (``maxrl_jax.estimators.surrogate_loss``, token-
-mean as in the authors' code, or per-sequence mean). For memory, a step is split:
+RL (fully on-policy): each step takes ``B`` mazes (fresh, or epochs over ``maze.num_train``),
+samples ``N`` rollouts per maze, scores them with the verifier, computes the estimator's
+advantages over each maze's ``N`` rollouts and takes ONE optimiser step on the surrogate loss
+(:func:`experiments.maze.update.rl_update`: verl's per-micro-batch token-mean as in the
+authors' code, a global token-mean or a per-sequence mean; the log-probs of
+``logits / rl.temperature``). For memory, a step is split:
 
 * sampling runs in chunks of ``rl.sample_mazes`` mazes (``lax.map``); prompt ``b`` of the batch
   always draws with ``fold_in(key, b)``, so the rollouts do not depend on the chunking;
-* the gradient is accumulated over micro-batches of ``rl.grad_mazes`` mazes (``lax.scan``), each
-  micro-batch loss normalised by the WHOLE batch's token (or sequence) count, so the sum of the
-  micro-batch gradients is exactly the gradient of the unchunked loss; then one update.
+* the gradient is accumulated over chunks of ``rl.grad_mazes`` mazes (``lax.scan``), each
+  chunk's loss normalised by the WHOLE batch's count, so the sum of the chunk gradients is
+  exactly the gradient of the unchunked loss; then one update.
 
 A chunk of steps is one ``jax.jit`` of a ``lax.scan``; the estimator is a traced index into
 ``methods`` (``lax.switch``), so the runs of a sweep that differ only in the estimator share one
@@ -22,6 +24,7 @@ compiled program.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from typing import Any, Callable
 
@@ -31,11 +34,16 @@ import numpy as np
 import optax
 
 from experiments.maze import data as maze_data
+from experiments.maze import loss_scale as loss_scale_lib
+from experiments.maze import optimizers
+from experiments.maze import update as update_lib
 from maxrl_jax import estimators
 from maxrl_jax import sampling
 from maxrl_jax.models import transformer
 from maxrl_jax.train import mesh as mesh_lib
 from maxrl_jax.train.state import TrainState
+
+rl_update = update_lib.rl_update  # the RL update (experiments.maze.update), under its old name
 
 # Key streams folded into the run seed: SFT, RL, evaluation and initialisation never share keys.
 INIT_STREAM, SFT_STREAM, RL_STREAM, EVAL_STREAM = 0, 1, 2, 3
@@ -64,20 +72,10 @@ def compile_options(config) -> tuple:
   return freeze(config.get("compile_options", {}) or {})
 
 
-def optimizer_spec(sec) -> tuple:
-  """Hashable optimiser settings of ``config.sft`` or ``config.rl``."""
-  return (float(sec.learning_rate), float(sec.weight_decay), int(sec.get("warmup_steps", 0)),
-          float(sec.get("max_grad_norm", 0.0)), tuple(float(b) for b in sec.get("betas", (0.9,
-                                                                                          0.999))))
-
-
-def make_optimizer(spec: tuple) -> optax.GradientTransformation:
-  """AdamW (betas, weight decay) after optional global-norm clipping, optional linear warmup."""
-  lr, wd, warmup, clip, betas = spec
-  schedule = optax.linear_schedule(0.0, lr, warmup) if warmup else lr
-  parts = [optax.clip_by_global_norm(clip)] if clip else []
-  parts.append(optax.adamw(schedule, b1=betas[0], b2=betas[1], weight_decay=wd))
-  return optax.chain(*parts)
+# The optimisers (experiments.maze.optimizers), under their earlier names.
+optimizer_spec = optimizers.optimizer_spec
+make_optimizer = optimizers.make_optimizer
+loss_scale_spec = optimizers.loss_scale_spec
 
 
 def init_state(params, optimizer, mesh) -> TrainState:
@@ -86,29 +84,29 @@ def init_state(params, optimizer, mesh) -> TrainState:
   return TrainState(params, mesh_lib.replicate(mesh, optimizer.init(params)))
 
 
-def _sft_step_fn(task, model_cfg, optimizer):
+def _sft_step_fn(task, model_cfg, optimizer, loss_scaling=False):
   def step_fn(state: TrainState, grids):
     prompts = task.prompts(grids)
     targets = task.targets(grids)  # [B, Lr]: BFS path, DONE <eos>, padding
     mask = (targets != task.pad_id).astype(jnp.float32)
+    scale = loss_scale_lib.scale_of(state.opt_state) if loss_scaling else None
 
     def loss_fn(params):
       lp = sampling.response_logprobs(params, model_cfg, prompts, targets[:, None, :])[:, 0]
-      return -(lp * mask).sum() / jnp.maximum(mask.sum(), 1.0), lp
+      loss = -(lp * mask).sum() / jnp.maximum(mask.sum(), 1.0)
+      return (loss if scale is None else loss * scale), lp
 
     (loss, lp), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    if scale is not None:
+      loss, grads = loss / scale, jax.tree.map(lambda x: x / scale, grads)
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads),
                # Probability of the whole BFS answer under the policy (teacher-forced).
                "train/bfs_answer_prob": jnp.exp((lp * mask).sum(-1)).mean()}
+    metrics = loss_scale_lib.scaled_metrics(metrics, opt_state, grads, loss_scaling)
     return TrainState(optax.apply_updates(state.params, updates), opt_state), metrics
 
   return step_fn
-
-
-def _blocks(x, size: int):
-  """``[B, ...] -> [B // size, size, ...]``."""
-  return x.reshape((x.shape[0] // size, size) + x.shape[1:])
 
 
 def sample_batch(params, model_cfg, task, prompts, key, *, n, temperature, sample_mazes):
@@ -124,64 +122,8 @@ def sample_batch(params, model_cfg, task, prompts, key, *, n, temperature, sampl
 
   if c == b:
     return one((0, prompts))
-  out = jax.lax.map(one, (jnp.arange(b // c), _blocks(prompts, c)))
+  out = jax.lax.map(one, (jnp.arange(b // c), update_lib.blocks(prompts, c)))
   return sampling.SampleOutput(*(x.reshape((b,) + x.shape[2:]) for x in out))
-
-
-def rl_update(state: TrainState, prompts, out: sampling.SampleOutput, adv, *, model_cfg,
-              optimizer, grad_mazes: int, aggregation: str, entropy_coef: float = 0.0,
-              return_entropy: bool = False, loss_lengths: tuple[int, ...] = ()):
-  """One optimiser update from sampled rollouts; gradients accumulated over maze micro-batches.
-
-  The loss is ``estimators.surrogate_loss`` with ``aggregation`` over the whole batch (each
-  micro-batch normalised by the whole batch's token or sequence count), minus
-  ``entropy_coef`` times the same aggregation of the exact per-token entropies.
-
-  ``loss_lengths``: shorter response lengths to compute the loss on when every rollout of the
-  batch fits (``lax.switch`` on the longest one; the tokens cut off are padding with mask 0, so
-  the update is unchanged). Sampling stops when every rollout has stopped, typically long before
-  the response budget, and this keeps the backward pass from paying for the padding.
-
-  Returns ``(state, loss, grads)``: the loss and gradients of the whole batch; with
-  ``return_entropy`` also the mean per-token entropy of the policy on the sampled responses.
-  """
-  b, n = adv.shape
-  g = min(grad_mazes, b)
-  num_tokens = jnp.maximum(out.mask.sum(), 1.0)
-  norm = ({"num_tokens": num_tokens} if aggregation == "token_mean"
-          else {"num_sequences": b * n})
-
-  def loss_fn(params, p, tokens, mask, a):
-    lp, ent = sampling.response_logprobs(params, model_cfg, p, tokens, return_entropy=True)
-    bonus = {"token_entropies": ent, "entropy_coef": entropy_coef} if entropy_coef else {}
-    loss = estimators.surrogate_loss(lp, mask, a, aggregation=aggregation, **norm, **bonus)
-    return loss, jax.lax.stop_gradient((ent * mask).sum())
-
-  def body(acc, xs):
-    (loss, ent), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, *xs)
-    return jax.tree.map(jnp.add, acc, (loss, grads, ent)), None
-
-  zeros = (jnp.zeros((), jnp.float32), jax.tree.map(jnp.zeros_like, state.params),
-           jnp.zeros((), jnp.float32))
-
-  def accumulate(length):
-    def run(_):
-      xs = tuple(_blocks(x, g) for x in (prompts, out.tokens[..., :length],
-                                         out.mask[..., :length], adv))
-      return jax.lax.scan(body, zeros, xs)[0]
-    return run
-
-  full = out.tokens.shape[-1]
-  lengths = sorted({int(x) for x in loss_lengths if 0 < x < full} | {full})
-  if len(lengths) == 1:
-    loss, grads, ent = accumulate(full)(None)
-  else:
-    longest = jnp.max(out.mask.sum(-1))
-    index = jnp.sum(longest > jnp.asarray(lengths[:-1], jnp.float32)).astype(jnp.int32)
-    loss, grads, ent = jax.lax.switch(index, [accumulate(x) for x in lengths], None)
-  updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-  new = TrainState(optax.apply_updates(state.params, updates), opt_state)
-  return (new, loss, grads, ent / num_tokens) if return_entropy else (new, loss, grads)
 
 
 def adv_fn(method: str, options) -> Callable:
@@ -192,25 +134,65 @@ def adv_fn(method: str, options) -> Callable:
   return lambda r, lp: fn(r)
 
 
-def _rl_step_fn(task, model_cfg, optimizer, n, methods, temperature, base_key, method_index,
-                sample_mazes, grad_mazes, aggregation, entropy_coef, loss_lengths):
-  adv_fns = [adv_fn(m, o) for m, o in methods]
+@dataclasses.dataclass(frozen=True)
+class RLProgramSpec:
+  """The static settings of one compiled RL program (hashable: a key of :func:`rl_program`).
+
+  ``methods``: ``((estimator, options), ...)`` the program switches between (:func:`methods`);
+  ``sample_mazes`` / ``grad_mazes``: mazes per sampling call / per gradient-accumulation chunk;
+  ``aggregation``, ``entropy_coef``, ``loss_lengths``, ``microbatch_size`` (sequences per micro-
+  batch of ``"microbatch_token_mean"``): the loss (:func:`update.rl_update`); ``loss_scale``:
+  ``(init_scale, period)`` of float16's dynamic loss scale or None (:func:`loss_scale_spec`).
+  """
+  num_rollouts: int
+  methods: tuple
+  temperature: float
+  sample_mazes: int
+  grad_mazes: int
+  aggregation: str
+  entropy_coef: float = 0.0
+  loss_lengths: tuple[int, ...] = ()
+  microbatch_size: int = 0
+  loss_scale: tuple[float, int] | None = None
+
+
+def rl_program_spec(config, batch: int | None = None, n: int | None = None) -> RLProgramSpec:
+  """The :class:`RLProgramSpec` of a run's config (``batch``, ``n``: ``rl.batch_size`` and
+  ``rl.num_rollouts`` unless given)."""
+  rl = config.rl
+  batch = int(rl.batch_size if batch is None else batch)
+  n = int(rl.num_rollouts if n is None else n)
+  return RLProgramSpec(
+      num_rollouts=n, methods=methods(config), temperature=float(rl.temperature),
+      sample_mazes=int(rl.sample_mazes or batch), grad_mazes=int(rl.grad_mazes or batch),
+      aggregation=str(rl.loss_aggregation),
+      entropy_coef=entropy_coef(config) if rl.estimator else 0.0,
+      loss_lengths=tuple(int(x) for x in rl.get("loss_lengths", ())),
+      microbatch_size=loss_microbatch_size(config, batch, n),
+      loss_scale=loss_scale_spec(config))
+
+
+def _rl_step_fn(task, model_cfg, optimizer, spec: RLProgramSpec, base_key, method_index):
+  adv_fns = [adv_fn(m, o) for m, o in spec.methods]
+  n, temperature = spec.num_rollouts, spec.temperature
+  loss_scaling = spec.loss_scale is not None
 
   def step_fn(state: TrainState, xs):
     step, grids = xs
     key = jax.random.fold_in(base_key, step)
     prompts = task.prompts(grids)
     out = sample_batch(state.params, model_cfg, task, prompts, key, n=n, temperature=temperature,
-                       sample_mazes=sample_mazes)
+                       sample_mazes=spec.sample_mazes)
     rewards = task.rewards(grids, out.tokens)  # [B, N] in {0, 1}
     # Mean token log-prob of each rollout under the sampling policy (Differential Smoothing).
     mean_lp = (out.logprobs * out.mask).sum(-1) / jnp.maximum(out.mask.sum(-1), 1.0)
     adv = (adv_fns[0](rewards, mean_lp) if len(adv_fns) == 1
            else jax.lax.switch(method_index, adv_fns, rewards, mean_lp))
-    state, loss, grads, entropy = rl_update(
+    state, loss, grads, entropy = update_lib.rl_update(
         state, prompts, out, jax.lax.stop_gradient(adv), model_cfg=model_cfg,
-        optimizer=optimizer, grad_mazes=grad_mazes, aggregation=aggregation,
-        entropy_coef=entropy_coef, return_entropy=True, loss_lengths=loss_lengths)
+        optimizer=optimizer, grad_mazes=spec.grad_mazes, aggregation=spec.aggregation,
+        entropy_coef=spec.entropy_coef, return_entropy=True, loss_lengths=spec.loss_lengths,
+        temperature=temperature, microbatch_size=spec.microbatch_size, loss_scaling=loss_scaling)
     k = rewards.sum(-1)
     tokens = jnp.maximum(out.mask.sum(), 1.0)
     metrics = {
@@ -227,15 +209,17 @@ def _rl_step_fn(task, model_cfg, optimizer, n, methods, temperature, base_key, m
         # A collapsed run: every rollout of every maze failed, so the gradient is exactly 0.
         "train/zero_gradient": (optax.tree.norm(grads) == 0).astype(jnp.float32),
     }
-    return state, metrics
+    return state, loss_scale_lib.scaled_metrics(metrics, state.opt_state, grads, loss_scaling)
 
   return step_fn
 
 
 @functools.lru_cache(maxsize=None)
-def sft_program(task, model_cfg, opt_spec, mesh, compile_opts):
-  """Jitted SFT chunk ``(state, grids[n, B, S, S]) -> (state, metrics[n])``."""
-  step_fn = _sft_step_fn(task, model_cfg, make_optimizer(opt_spec))
+def sft_program(task, model_cfg, opt_spec, mesh, compile_opts, loss_scale=None):
+  """Jitted SFT chunk ``(state, grids[n, B, S, S]) -> (state, metrics[n])`` (``loss_scale``:
+  :func:`loss_scale_spec`)."""
+  step_fn = _sft_step_fn(task, model_cfg, make_optimizer(opt_spec, loss_scale),
+                         loss_scale is not None)
 
   @functools.partial(jax.jit, donate_argnums=0, out_shardings=mesh_lib.replicated(mesh),
                      compiler_options=dict(compile_opts) or None)
@@ -246,18 +230,15 @@ def sft_program(task, model_cfg, opt_spec, mesh, compile_opts):
 
 
 @functools.lru_cache(maxsize=None)
-def rl_program(task, model_cfg, opt_spec, n, methods, temperature, mesh, compile_opts,
-               sample_mazes, grad_mazes, aggregation, entropy_coef=0.0, loss_lengths=()):
+def rl_program(task, model_cfg, opt_spec, spec: RLProgramSpec, mesh, compile_opts):
   """Jitted RL chunk ``(state, steps[n], grids[n, B, S, S], method_index, base_key) -> (state,
   metrics)``; the key is an input, so runs with other seeds reuse the compiled program."""
-  optimizer = make_optimizer(opt_spec)
+  optimizer = make_optimizer(opt_spec, spec.loss_scale)
 
   @functools.partial(jax.jit, donate_argnums=0, out_shardings=mesh_lib.replicated(mesh),
                      compiler_options=dict(compile_opts) or None)
   def chunk(state, steps, grids, method_index, base_key):
-    step_fn = _rl_step_fn(task, model_cfg, optimizer, n, methods, temperature, base_key,
-                          method_index, sample_mazes, grad_mazes, aggregation, entropy_coef,
-                          loss_lengths)
+    step_fn = _rl_step_fn(task, model_cfg, optimizer, spec, base_key, method_index)
     return jax.lax.scan(step_fn, state, (steps, grids))
 
   return chunk
@@ -286,14 +267,27 @@ def entropy_coef(config) -> float:
   return float(config.rl.entropy_coef) if config.rl.estimator.endswith(ENTROPY_SUFFIX) else 0.0
 
 
+def loss_microbatch_size(config, batch: int | None = None, n: int | None = None) -> int:
+  """Sequences per micro-batch of ``rl.loss_aggregation="microbatch_token_mean"`` (0 for the
+  other aggregations): ``min(rl.loss_microbatch_size, B N / rl.loss_data_parallel)``, verl's
+  per-GPU micro-batch capped at the per-GPU share of the batch (``B``, ``N``: the run's
+  ``rl.batch_size`` and ``rl.num_rollouts`` unless given)."""
+  rl = config.rl
+  if rl.loss_aggregation != "microbatch_token_mean":
+    return 0
+  batch = int(rl.batch_size if batch is None else batch)
+  per_rank = batch * int(rl.num_rollouts if n is None else n) // int(rl.loss_data_parallel)
+  return min(int(rl.loss_microbatch_size), per_rank)
+
+
 def grid_sharding(mesh):
   return mesh_lib.batch_sharding(mesh, batch_axis=1)  # [steps, batch, S, S]
 
 
 def make_sft_chunk(config, task, model_cfg, mesh) -> Callable:
   """``train_chunk(state, start_step, num_steps)`` of stage 1."""
-  program = sft_program(task, model_cfg, optimizer_spec(config.sft), mesh,
-                        compile_options(config))
+  program = sft_program(task, model_cfg, optimizer_spec(config.sft, "config.sft"), mesh,
+                        compile_options(config), loss_scale_spec(config))
   batch, sft_seed = int(config.sft.batch_size), int(config.sft.get("seed", 0))
 
   def train_chunk(state, start_step, num_steps):
@@ -309,11 +303,8 @@ def make_rl_chunk(config, task, model_cfg, mesh) -> Callable:
   ms = methods(config)
   index = mesh_lib.put_global(np.int32([m for m, _ in ms].index(base_estimator(rl.estimator))),
                               mesh_lib.replicated(mesh))
-  program = rl_program(task, model_cfg, optimizer_spec(rl), int(rl.num_rollouts), ms,
-                       float(rl.temperature), mesh, compile_options(config),
-                       int(rl.sample_mazes or rl.batch_size), int(rl.grad_mazes or rl.batch_size),
-                       str(rl.loss_aggregation), entropy_coef(config),
-                       tuple(int(x) for x in rl.get("loss_lengths", ())))
+  program = rl_program(task, model_cfg, optimizer_spec(rl), rl_program_spec(config), mesh,
+                       compile_options(config))
   batch, m = int(rl.batch_size), int(rl.train_set_size)
   key = rl_key(config)
 

@@ -11,12 +11,12 @@ maze) in ``summary.json``; both resume exactly and stop cleanly on SIGTERM.
 from __future__ import annotations
 
 import ml_collections
-import numpy as np
 
+from experiments.maze import config as config_lib
 from experiments.maze import data as maze_data
 from experiments.maze import evaluate as evaluate_lib
-from experiments.maze import runs as runs_lib
 from experiments.maze import steps
+from experiments.maze import validation
 from maxrl_jax.models import transformer
 from maxrl_jax.train import files
 from maxrl_jax.train import mesh as mesh_lib
@@ -35,7 +35,7 @@ def _stage(name, config, workdir, sec, total_steps, steps_field, ignore) -> stag
       chunk_steps=max(1, min(sec.chunk_steps, sec.eval_every or sec.chunk_steps,
                              sec.checkpoint_every)),
       checkpoint_every=int(sec.checkpoint_every), steps_field=steps_field,
-      resume_ignore=_COMMON_IGNORE + tuple(ignore))
+      resume_ignore=_COMMON_IGNORE + tuple(ignore), resume_absent_as=config_lib.FIELDS_ADDED)
 
 
 def _periodic_eval(config, task, model_cfg, mesh, sec, total_steps):
@@ -64,22 +64,14 @@ def _final_eval(config, task, model_cfg, mesh, workdir):
   return final_eval
 
 
-def read_counts(workdir: str) -> dict | None:
-  """``{set: (num_samples, int array of successes per maze)}`` of a complete stage, or None."""
-  raw = files.read_json(files.as_path(workdir) / COUNTS_FILE)
-  if raw is None:
-    return None
-  return {k: (int(v["num_samples"]), np.asarray(v["counts"], np.int64)) for k, v in raw.items()}
-
-
 def sft(config: ml_collections.ConfigDict, workdir: str, *, mesh=None) -> stage_lib.StageResult:
   """Stage 1 in ``workdir`` (resumable). ``result.state.params`` are the SFT parameters once
   ``result.complete``; an orchestrator must not start RL otherwise."""
   mesh = mesh if mesh is not None else mesh_lib.make_mesh()
-  runs_lib.validate(config, mesh)
+  validation.validate(config, mesh)
   task = maze_data.MazeTask.from_config(config)
   model_cfg = steps.decoder_config(config, task)
-  optimizer = steps.make_optimizer(steps.optimizer_spec(config.sft))
+  optimizer = steps.make_optimizer(steps.optimizer_spec(config.sft), steps.loss_scale_spec(config))
   if config.sft.init_from_hf:
     from maxrl_jax.models import hf_qwen2  # pylint: disable=g-import-not-at-top  # safetensors
     _, params = hf_qwen2.load_hf(config.sft.init_from_hf, model_cfg)
@@ -95,13 +87,14 @@ def sft(config: ml_collections.ConfigDict, workdir: str, *, mesh=None) -> stage_
   if total:
     initial = lambda state: evaluate_lib.evaluate_sets(
         state.params, model_cfg, task, config, 0, config.eval.during_num_samples, mesh)
-  return stage_lib.run_stage(
-      stage, init_state=lambda: steps.init_state(init_params, optimizer, mesh),
+  return stage_lib.run_stage(stage, stage_lib.Program(
+      init_state=lambda: steps.init_state(init_params, optimizer, mesh),
       train_chunk=steps.make_sft_chunk(config, task, model_cfg, mesh),
       final_eval=_final_eval(config, task, model_cfg, mesh, workdir), initial_eval=initial,
-      on_chunk_end=_periodic_eval(config, task, model_cfg, mesh, config.sft, total),
+      hooks=stage_lib.Hooks(on_chunk_end=_periodic_eval(config, task, model_cfg, mesh,
+                                                        config.sft, total)),
       summary_fields={"num_params": transformer.num_params(init_params),
-                      "init_from_hf": config.sft.init_from_hf or None, "seed": sft_seed})
+                      "init_from_hf": config.sft.init_from_hf or None, "seed": sft_seed}))
 
 
 def rl(config: ml_collections.ConfigDict, workdir: str, init_params, *, mesh=None,
@@ -114,7 +107,7 @@ def rl(config: ml_collections.ConfigDict, workdir: str, init_params, *, mesh=Non
   mesh = mesh if mesh is not None else mesh_lib.make_mesh()
   task = maze_data.MazeTask.from_config(config)
   model_cfg = steps.decoder_config(config, task)
-  optimizer = steps.make_optimizer(steps.optimizer_spec(config.rl))
+  optimizer = steps.make_optimizer(steps.optimizer_spec(config.rl), steps.loss_scale_spec(config))
   name = f"maze rl {config.rl.estimator} N={config.rl.num_rollouts}"
   if len(config.sweep.get("learning_rates", ())) > 1:
     name += f" lr={config.rl.learning_rate:g}"
@@ -124,18 +117,18 @@ def rl(config: ml_collections.ConfigDict, workdir: str, init_params, *, mesh=Non
                  config.rl, config.rl.steps, "rl.steps",
                  ("sft.eval_every", "sft.checkpoint_every", "sft.chunk_steps", "rl.eval_every",
                   "rl.checkpoint_every", "rl.chunk_steps", "eval.during_num_samples"))
-  return stage_lib.run_stage(
-      stage, init_state=lambda: steps.init_state(init_params, optimizer, mesh),
+  return stage_lib.run_stage(stage.replace(restore_complete=False), stage_lib.Program(
+      init_state=lambda: steps.init_state(init_params, optimizer, mesh),
       train_chunk=steps.make_rl_chunk(config, task, model_cfg, mesh),
       final_eval=_final_eval(config, task, model_cfg, mesh, workdir),
       initial_eval=(lambda state: dict(initial_eval)) if initial_eval else None,
-      on_chunk_end=_periodic_eval(config, task, model_cfg, mesh, config.rl, config.rl.steps),
+      hooks=stage_lib.Hooks(on_chunk_end=_periodic_eval(config, task, model_cfg, mesh, config.rl,
+                                                        config.rl.steps)),
       summary_fields={"estimator": config.rl.estimator,
                       "num_rollouts": int(config.rl.num_rollouts),
                       "seed": int(config.rl.seed or 0),
                       "learning_rate": float(config.rl.learning_rate),
-                      "batch_size": int(config.rl.batch_size)},
-      restore_complete=False)
+                      "batch_size": int(config.rl.batch_size)}))
 
 
 def read_summary(workdir: str) -> dict | None:

@@ -1,7 +1,10 @@
-"""Metrics (JSON lines + TensorBoard), the run's config as JSON, and console progress.
+"""Metrics (JSON lines + TensorBoard), the run's config as JSON, console progress and the start
+banner.
 
 Only the chief process (``jax.process_index() == 0``) writes; in other processes the writer is a
-no-op, so drivers call it unconditionally.
+no-op, so drivers call it unconditionally. Both sinks use the same metric names: a scalar logged
+as ``eval/test/pass@1`` is ``"eval/test/pass@1"`` in ``metrics.jsonl`` and the TensorBoard tag
+``eval/test/pass@1`` (see :func:`tensorboard_tag`).
 """
 
 from __future__ import annotations
@@ -9,7 +12,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 import sys
 import time
 from typing import Any, Mapping, TextIO
@@ -52,39 +54,59 @@ def config_to_dict(config: Any) -> Any:
   return str(config)
 
 
-_TB_ILLEGAL = re.compile(r"[^-/\w.]")
-
-
 def tensorboard_tag(name: str) -> str:
-  """``name`` as a legal TensorBoard tag: ``pass@8`` -> ``pass_at_8``, other symbols -> ``_``.
+  """The TensorBoard tag of the metric ``name``: ``name`` itself, e.g. ``eval/test/pass@1``.
 
-  (TensorBoard would rename illegal tags itself, logging a line per scalar per step.)
+  TensorBoard stores and shows any tag string; only TensorFlow's and tensorboardX's summary
+  helpers rewrite characters outside ``[-/\\w.]`` (``pass@1`` would become ``pass_1``), so
+  :class:`MetricWriter` writes the summary protocol buffers itself and the JSON lines and
+  TensorBoard share one name.
   """
-  return _TB_ILLEGAL.sub("_", name.replace("@", "_at_"))
+  return str(name)
+
+
+STEPS_PER_SEC = "steps_per_sec"
+BURST_GAP_S = 0.01
 
 
 class MetricWriter:
   """Writes scalars to ``workdir/metrics.jsonl`` and TensorBoard events under ``workdir/tb``.
 
-  Each ``metrics.jsonl`` line is ``{"step": s, "time": unix_seconds, "<name>": value, ...}``.
-  The file is appended to, so a resumed run continues it (steps after the last checkpoint are
-  logged again by the resumed run; readers keep the last line per step and name). A torn last
-  line (a process killed mid-write) is trimmed when the writer opens the file.
+  Each ``metrics.jsonl`` line is ``{"step": s, "time": unix_seconds, "<name>": value, ...}``,
+  where ``time`` is the wall-clock time of the :meth:`write_scalars` call that recorded the
+  values (not the time the line reached the file, e.g. at a :meth:`flush`); TensorBoard events
+  carry the same time. The file is appended to, so a resumed run continues it (steps after the
+  last checkpoint are logged again by the resumed run; readers keep the last line per step and
+  name). A torn last line (a process killed mid-write) is trimmed when the writer opens the file.
 
   ``workdir`` may be any ``etils.epath`` path. Object stores (``gs://``) cannot append: there
   the lines are kept in memory and the whole file is rewritten at every :meth:`flush` (the loop
   flushes at checkpoints and at the end), and TensorBoard events are written to a local
   temporary directory and copied into ``workdir/tb`` at each flush.
 
+  Throughput: the writer adds ``steps_per_sec`` (``STEPS_PER_SEC``) to the record that starts a
+  *burst*, a call whose step is above every step this writer has written and that comes at least
+  ``burst_gap_s`` after the previous call. Its value is (step - step of the previous burst's
+  first call) / (time - that call's time). The training loop writes the steps of a chunk
+  together, so this is the rate per chunk (evaluation and checkpoint time included); records
+  inside a burst, evaluations logged at an already written step, records at step 0 (nothing
+  trained yet) and the writer's first burst (after a start or resume: compilation) have none.
+  A caller's own ``steps_per_sec`` value is kept.
+
   Args:
     workdir: run directory (created).
     enabled: write files; defaults to :func:`maxrl_jax.train.mesh.is_chief`.
-    tensorboard: also write TensorBoard events (tensorboardX).
+    tensorboard: also write TensorBoard events (tensorboardX's event-file writer).
+    burst_gap_s: the least time between two calls for the later one to start a burst.
   """
 
   def __init__(self, workdir: str | os.PathLike, enabled: bool | None = None,
-               tensorboard: bool = True):
+               tensorboard: bool = True, burst_gap_s: float = BURST_GAP_S):
     self.workdir = str(workdir)
+    self.burst_gap_s = float(burst_gap_s)
+    self._last_call: float | None = None          # time of the previous write_scalars call
+    self._max_step: int | None = None             # the highest step written so far
+    self._anchor: tuple[int, float] | None = None  # (step, time) of the last burst's first call
     self.enabled = mesh_lib.is_chief() if enabled is None else bool(enabled)
     self._jsonl = None
     self._tb = None
@@ -110,11 +132,17 @@ class MetricWriter:
         self._tb = SummaryWriter(logdir=self._tb_local)
 
   def write_scalars(self, step: int, scalars: Mapping[str, Any]) -> None:
-    """Appends one JSON line and one TensorBoard scalar per entry, all at ``step``."""
+    """Appends one JSON line and one TensorBoard scalar per entry, all at ``step``, stamped with
+    the current wall-clock time (plus ``steps_per_sec`` at the start of a burst, see above)."""
     if not self.enabled:
       return
+    now = time.time()
+    step = int(step)
     values = {str(k): _to_float(v) for k, v in scalars.items()}
-    record = {"step": int(step), "time": time.time()}
+    rate = self._rate(step, now)
+    if rate is not None:
+      values.setdefault(STEPS_PER_SEC, rate)
+    record = {"step": step, "time": now}
     record.update({k: _json_value(v) for k, v in values.items()})
     line = json.dumps(record) + "\n"
     if self._jsonl is not None:
@@ -123,9 +151,24 @@ class MetricWriter:
         self._jsonl.flush()
     elif self._remote_lines is not None:
       self._remote_lines.append(line)
-    if self._tb is not None:
-      for k, v in values.items():
-        self._tb.add_scalar(tensorboard_tag(k), v, global_step=int(step))
+    if self._tb is not None and values:
+      from tensorboardX.proto.summary_pb2 import Summary  # pylint: disable=g-import-not-at-top
+      summary = Summary(value=[Summary.Value(tag=tensorboard_tag(k), simple_value=v)
+                               for k, v in values.items()])
+      self._tb.file_writer.add_summary(summary, global_step=step, walltime=now)
+
+  def _rate(self, step: int, now: float) -> float | None:
+    """``steps_per_sec`` of a call at ``step`` and time ``now`` (None: not a burst start)."""
+    starts_burst = (step > 0 and (self._max_step is None or step > self._max_step)
+                    and (self._last_call is None or now - self._last_call >= self.burst_gap_s))
+    self._last_call = now
+    self._max_step = step if self._max_step is None else max(self._max_step, step)
+    if not starts_burst:
+      return None
+    anchor, self._anchor = self._anchor, (step, now)
+    if anchor is None or now <= anchor[1]:
+      return None
+    return (step - anchor[0]) / (now - anchor[1])
 
   def write_config(self, config: Any) -> None:
     """Writes ``workdir/config.json`` (sorted keys, indented) and, with TensorBoard, the config
@@ -244,6 +287,74 @@ def format_duration(seconds: float) -> str:
     return "--:--:--"
   seconds = max(0, int(round(seconds)))
   return f"{seconds // 3600:02d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+def _config_field(config: Any, key: str) -> Any:
+  if config is None:
+    return None
+  if isinstance(config, Mapping) or (hasattr(config, "get") and hasattr(config, "keys")):
+    try:
+      return config.get(key)
+    except (AttributeError, KeyError, TypeError):
+      return None
+  return getattr(config, key, None)
+
+
+def parameter_count(params: Any) -> tuple[int, int]:
+  """``(number of parameters, bytes)`` of the array leaves of the pytree ``params``."""
+  import jax  # pylint: disable=g-import-not-at-top
+  count = nbytes = 0
+  for leaf in jax.tree.leaves(params):
+    shape = getattr(leaf, "shape", None)
+    if shape is None:
+      continue
+    size = math.prod(shape)
+    count += size
+    nbytes += size * np.dtype(getattr(leaf, "dtype", np.float32)).itemsize
+  return count, nbytes
+
+
+def _bytes(n: int) -> str:
+  for unit in ("B", "KiB", "MiB", "GiB"):
+    if n < 1024 or unit == "GiB":
+      return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+    n /= 1024
+  return f"{n} B"
+
+
+def start_banner(name: str, config: Any = None, params: Any = None,
+                 workdir: str | os.PathLike | None = None) -> str:
+  """One line describing a stage at its start, e.g.
+
+  ``[maze sft] start: 8 devices (8 x cpu) in 1 process (this: 0, 8 local), preset cpu, workdir
+  runs/maze/cpu/sft, 180,352 parameters (704.5 KiB)``
+
+  Devices are all devices of all processes, grouped by ``device_kind``; the preset is
+  ``config.preset`` (else ``config.name``) when the config has one; the parameter count (and
+  bytes) is over the array leaves of ``params`` when given. The caller prints it (the chief, once
+  per stage).
+  """
+  import jax  # pylint: disable=g-import-not-at-top
+  devices = jax.devices()
+  kinds: dict[str, int] = {}
+  for d in devices:
+    kinds[d.device_kind] = kinds.get(d.device_kind, 0) + 1
+  kind_text = ", ".join(f"{n} x {k}" for k, n in kinds.items())
+  n_proc = jax.process_count()
+  parts = [f"{len(devices)} device{'s' if len(devices) != 1 else ''} ({kind_text}) in {n_proc} "
+           f"process{'es' if n_proc != 1 else ''} (this: {jax.process_index()}, "
+           f"{jax.local_device_count()} local)"]
+  preset = _config_field(config, "preset")
+  if preset is not None:
+    parts.append(f"preset {preset}")
+  elif _config_field(config, "name") is not None:
+    parts.append(f"config {_config_field(config, 'name')}")
+  if workdir is not None:
+    parts.append(f"workdir {workdir}")
+  if params is not None:
+    count, nbytes = parameter_count(params)
+    parts.append(f"{count:,} parameters ({_bytes(nbytes)})")
+  return f"[{name}] start: " + ", ".join(parts)
 
 
 class Progress:

@@ -14,6 +14,7 @@ chunk programs, which makes the final parameters bit-identical, not just close.
 
 from __future__ import annotations
 
+import dataclasses
 import signal
 import threading
 import time
@@ -139,78 +140,107 @@ def _check_finite(start: int, metrics: Mapping[str, np.ndarray], keys: Sequence[
     raise NonFiniteError(start + first[0] + 1, first[1], first[2])
 
 
+@dataclasses.dataclass(frozen=True)
+class LoopSpec:
+  """How far and in what chunks :func:`run_loop` trains.
+
+  Attributes:
+    total_steps: updates at the end of the run.
+    chunk_steps: updates per ``train_chunk`` call (chunks are aligned to multiples of it).
+    checkpoint_every: save when a chunk ends at or past a multiple of this.
+    log_every: scalar per-step metrics are written at steps that are multiples of it and at
+      ``total_steps``.
+    finite_keys: metrics that must stay finite (any shape: a leading step axis, then any).
+  """
+  total_steps: int
+  chunk_steps: int
+  checkpoint_every: int
+  log_every: int = 1
+  finite_keys: Sequence[str] = ("loss", "grad_norm")
+
+  def validate(self, start_step: int = 0) -> None:
+    """ConfigError naming the invalid argument (before anything runs)."""
+    if self.chunk_steps < 1:
+      raise ConfigError("run_loop.chunk_steps", f"must be >= 1, got {self.chunk_steps}")
+    if self.checkpoint_every < 1:
+      raise ConfigError("run_loop.checkpoint_every",
+                        f"must be >= 1, got {self.checkpoint_every}")
+    if self.log_every < 1:
+      raise ConfigError("run_loop.log_every", f"must be >= 1, got {self.log_every}")
+    if not 0 <= start_step:
+      raise ConfigError("run_loop.start_step", f"must be >= 0, got {start_step}")
+
+
+ChunkEndHook = Callable[[Any, int, "MetricWriter | None"], None]
+MetricsHook = Callable[[int, int, Mapping[str, np.ndarray], "MetricWriter | None"], None]
+
+
+@dataclasses.dataclass(frozen=True)
+class Hooks:
+  """What a driver adds to the loop (clu-style hooks; every one optional).
+
+  Attributes:
+    on_chunk_end: ``(state, step, writer)`` after each chunk (e.g. periodic evaluation; the
+      writer is None when the loop has none).
+    on_metrics: ``(start, n, metrics, writer)`` with every metric of a chunk as host arrays
+      (leading axis ``n``), after the finiteness check and before the checkpoint that covers
+      them; for non-scalar metrics (e.g. per-run curves) that the writer does not log.
+    checkpoint_meta: ``step -> dict`` of JSON metadata saved with each checkpoint (e.g. the
+      data position).
+  """
+  on_chunk_end: ChunkEndHook | None = None
+  on_metrics: MetricsHook | None = None
+  checkpoint_meta: Callable[[int], dict] | None = None
+
+
 def run_loop(
-    *,
     state: Any,
     start_step: int,
-    total_steps: int,
-    chunk_steps: int,
     train_chunk: Callable[[Any, int, int], tuple[Any, Mapping[str, Any]]],
-    checkpointer: Checkpointer | None,
-    writer: MetricWriter | None,
-    checkpoint_every: int,
+    spec: LoopSpec,
+    *,
+    checkpointer: Checkpointer | None = None,
+    writer: MetricWriter | None = None,
+    hooks: Hooks | None = None,
     progress: Progress | None = None,
-    on_chunk_end: Callable[[Any, int], None] | None = None,
-    meta_fn: Callable[[int], dict] | None = None,
     guard: PreemptionGuard | None = None,
-    log_every: int = 1,
-    finite_keys: Sequence[str] = ("loss", "grad_norm"),
-    on_metrics: Callable[[int, int, Mapping[str, np.ndarray]], None] | None = None,
 ) -> tuple[Any, int, str]:
-  """Runs ``train_chunk`` from ``start_step`` to ``total_steps``.
+  """Runs ``train_chunk`` from ``start_step`` to ``spec.total_steps``.
 
   Per chunk: dispatch ``train_chunk(state, step, n)`` (asynchronous), then fetch, check and log
   the *previous* chunk's metrics while it runs. At a checkpoint (every ``checkpoint_every`` steps,
   at the end and on preemption) the current chunk's metrics are checked first, so a non-finite
-  state is never saved. Then ``on_chunk_end(state, step)``.
+  state is never saved. Then ``hooks.on_chunk_end(state, step, writer)``.
 
   Args:
     state: training state at ``start_step`` (donated to ``train_chunk``).
     start_step: updates already done (0, or the restored checkpoint's step).
-    total_steps: updates at the end of the run.
-    chunk_steps: updates per ``train_chunk`` call (chunks are aligned to multiples of it).
     train_chunk: ``(state, start, n) -> (state, metrics)``, ``metrics[k]`` with leading axis n.
+    spec: steps, chunking, checkpoint and logging periods, finite metrics (:class:`LoopSpec`).
     checkpointer: where to save (None: no checkpoints).
-    writer: metric sink (None: no logging). Scalar per-step metrics are written at steps that
-      are multiples of ``log_every`` and at ``total_steps``.
-    checkpoint_every: save when a chunk ends at or past a multiple of this.
+    writer: metric sink (None: no logging).
+    hooks: the driver's :class:`Hooks` (None: none).
     progress: console progress, updated after each logged chunk.
-    on_chunk_end: called with ``(state, step)`` after each chunk (e.g. periodic evaluation).
-    meta_fn: ``step -> dict`` of JSON metadata saved with each checkpoint (e.g. data position).
     guard: a :class:`PreemptionGuard` already entered by the caller; by default the process's
       installed guard (:func:`install`), else one entered for the duration of the loop.
-    log_every: logging period in steps.
-    finite_keys: metrics that must stay finite (any shape: a leading step axis, then any).
-    on_metrics: ``(start, n, metrics)`` with every metric of a chunk as host arrays (leading
-      axis ``n``), after the finiteness check and before the checkpoint that covers them; for
-      non-scalar metrics (e.g. per-run curves) that the writer does not log.
 
   Returns:
     ``(state, step, reason)`` with ``reason`` ``"completed"`` or ``"preempted"``.
 
   Raises:
-    NonFiniteError: naming the first step whose ``loss``/``grad_norm`` is NaN or inf; the last
+    NonFiniteError: naming the first step whose ``finite_keys`` metric is NaN or inf; the last
       checkpoint (all of whose steps were finite) is kept.
     ConfigError: for invalid loop arguments, before anything runs.
   """
-  if chunk_steps < 1:
-    raise ConfigError("run_loop.chunk_steps", f"must be >= 1, got {chunk_steps}")
-  if checkpoint_every < 1:
-    raise ConfigError("run_loop.checkpoint_every", f"must be >= 1, got {checkpoint_every}")
-  if log_every < 1:
-    raise ConfigError("run_loop.log_every", f"must be >= 1, got {log_every}")
-  if not 0 <= start_step:
-    raise ConfigError("run_loop.start_step", f"must be >= 0, got {start_step}")
-
+  spec.validate(start_step)
   if guard is None:
     guard = installed_guard()
   own_guard = guard is None
   if own_guard:
     guard = PreemptionGuard().__enter__()
   try:
-    return _run(state, start_step, total_steps, chunk_steps, train_chunk, checkpointer, writer,
-                checkpoint_every, progress, on_chunk_end, meta_fn, guard, log_every,
-                tuple(finite_keys), on_metrics)
+    return _run(state, start_step, train_chunk, spec, checkpointer, writer, hooks or Hooks(),
+                progress, guard)
   finally:
     if own_guard:
       guard.__exit__(None, None, None)
@@ -218,9 +248,12 @@ def run_loop(
       writer.flush()
 
 
-def _run(state, start_step, total_steps, chunk_steps, train_chunk, checkpointer, writer,
-         checkpoint_every, progress, on_chunk_end, meta_fn, guard, log_every, finite_keys,
-         on_metrics):
+def _run(state, start_step, train_chunk, spec: LoopSpec, checkpointer, writer, hooks: Hooks,
+         progress, guard):
+  total_steps, chunk_steps = spec.total_steps, spec.chunk_steps
+  checkpoint_every, log_every = spec.checkpoint_every, spec.log_every
+  finite_keys = tuple(spec.finite_keys)
+  on_chunk_end, on_metrics, meta_fn = hooks.on_chunk_end, hooks.on_metrics, hooks.checkpoint_meta
   pending: tuple[int, int, Any] | None = None  # (start, n, device metrics) not yet logged.
 
   def process(item) -> None:
@@ -236,7 +269,7 @@ def _run(state, start_step, total_steps, chunk_steps, train_chunk, checkpointer,
           if scalars and (s % log_every == 0 or s == total_steps):
             writer.write_scalars(s, {k: v[i] for k, v in scalars.items()})
     if on_metrics is not None:
-      on_metrics(start, n, metrics)
+      on_metrics(start, n, metrics, writer)
     if progress is not None:
       last = {k: v[-1] for k, v in metrics.items() if v.shape == (n,) and k in ("loss",)}
       progress.update(start + n, **last)
@@ -270,7 +303,7 @@ def _run(state, start_step, total_steps, chunk_steps, train_chunk, checkpointer,
           writer.flush()
       if on_chunk_end is not None:
         t0 = time.perf_counter()
-        on_chunk_end(state, step)
+        on_chunk_end(state, step, writer)
         if progress is not None:
           progress.add_time("eval", time.perf_counter() - t0)
     if pending is not None:

@@ -3,7 +3,7 @@
   python -m maxrl_jax.envs.maze.render --render=docs/figures/maze_example.png [--show]
 
 Host-side (NumPy and matplotlib); matplotlib is imported only when a figure is drawn. The
-environment itself is ``maxrl_jax.envs.maze`` (``core``).
+environment itself is ``maxrl_jax.envs.maze`` (``tokens``, ``generators``, ``verify``, ``split``).
 """
 
 from __future__ import annotations
@@ -14,9 +14,12 @@ from typing import Sequence
 import jax.numpy as jnp
 import numpy as np
 
-from maxrl_jax.envs.maze import core
-from maxrl_jax.envs.maze.core import (CELL_WALL, DONE, DOWN, EOS, LEFT, MOVE_TOKENS, RIGHT,
-                                      SKIPPED_TOKENS, UP, VOCAB_SIZE)
+from maxrl_jax.envs.maze.generators import VARIANTS
+from maxrl_jax.envs.maze.split import train_mazes
+from maxrl_jax.envs.maze.tokens import (CELL_WALL, DONE, DOWN, EOS, LEFT, MOVE_TOKENS, RIGHT,
+                                        SKIPPED_TOKENS, UP, VOCAB_SIZE, decode, goal_position,
+                                        prompt_tokens, start_position)
+from maxrl_jax.envs.maze.verify import check_rule, reward, shortest_path
 
 _DELTAS = {UP: (-1, 0), DOWN: (1, 0), LEFT: (0, -1), RIGHT: (0, 1)}
 
@@ -29,8 +32,8 @@ def _walk(grid, moves, stop_at_goal):
   into the goal (``"success"``); ``None`` if all moves were walked.
   """
   size = grid.shape[-1]
-  pos = np.array(core.start_position(size))
-  goal = core.goal_position(size)
+  pos = np.array(start_position(size))
+  goal = goal_position(size)
   points = [pos.copy()]
   for t in moves:
     if t not in _DELTAS:
@@ -49,11 +52,11 @@ def _walk(grid, moves, stop_at_goal):
 def trace_path(grid, tokens, rule: str = "first_arrival") -> tuple[np.ndarray, str]:
   """Host-side walk for plotting: visited points (start first) and the outcome name.
 
-  The name is the one ``core.outcome(grid, tokens, rule)`` gives. The points follow the walk of
+  The name is the one ``maze.outcome(grid, tokens, rule)`` gives. The points follow the walk of
   the judged moves up to the first non-move, the first failing move (included), or (rule
   ``"first_arrival"``) the first arrival at the goal.
   """
-  core.check_rule(rule)
+  check_rule(rule)
   grid = np.asarray(grid)
   tokens = [int(t) for t in np.asarray(tokens).reshape(-1)]
   size = grid.shape[-1]
@@ -73,7 +76,7 @@ def trace_path(grid, tokens, rule: str = "first_arrival") -> tuple[np.ndarray, s
     return points, end
   if DONE not in tokens:
     return points, "no_done"
-  return points, "success" if tuple(points[-1]) == core.goal_position(size) else "wrong_end"
+  return points, "success" if tuple(points[-1]) == goal_position(size) else "wrong_end"
 
 
 def render(grid, moves=None, ax=None, title: str | None = None, rule: str = "first_arrival"):
@@ -85,7 +88,7 @@ def render(grid, moves=None, ax=None, title: str | None = None, rule: str = "fir
       fails is marked with a red cross where it stopped.
     ax: optional matplotlib axes to draw on (a new figure otherwise).
     title: axes title; defaults to the rollout's outcome and reward.
-    rule: reward rule used to judge ``moves`` (``core.RULES``).
+    rule: reward rule used to judge ``moves`` (``maze.RULES``).
 
   Returns:
     The matplotlib figure.
@@ -124,10 +127,10 @@ def wrong_turn_rollout(grid, branch_fraction: float = 0.3) -> np.ndarray:
   """
   grid = np.asarray(grid)
   size = grid.shape[-1]
-  best = np.asarray(core.shortest_path(jnp.asarray(grid)))
+  best = np.asarray(shortest_path(jnp.asarray(grid)))
   moves = [int(t) for t in best if UP <= t <= RIGHT]
   on_path = {tuple(p) for p in trace_path(grid, best)[0]}
-  pos = np.array(core.start_position(size))
+  pos = np.array(start_position(size))
   opposite = {UP: DOWN, DOWN: UP, LEFT: RIGHT, RIGHT: LEFT}
 
   def open_at(p):
@@ -153,7 +156,7 @@ def wrong_turn_rollout(grid, branch_fraction: float = 0.3) -> np.ndarray:
           heading = nxt[0]
     out.append(mv)
     pos = step(pos, mv)
-  start = np.array(core.start_position(size))
+  start = np.array(start_position(size))
   wall_dir = next(t for t in MOVE_TOKENS if not open_at(step(start, t)))
   return np.array([wall_dir, DONE, EOS], np.int32)
 
@@ -167,13 +170,13 @@ def render_pair(path: str, size: int = 17, seed: int = 0, extra_openings: int = 
   """
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 
-  grids = np.asarray(core.train_mazes(seed, jnp.arange(2), size, extra_openings, variant))
-  good = np.asarray(core.shortest_path(jnp.asarray(grids[0])))
+  grids = np.asarray(train_mazes(seed, jnp.arange(2), size, extra_openings, variant))
+  good = np.asarray(shortest_path(jnp.asarray(grids[0])))
   bad = wrong_turn_rollout(grids[1])
   fig, axes = plt.subplots(1, 2, figsize=(8, 4.4))
   for ax, g, resp, label in ((axes[0], grids[0], good, "successful rollout"),
                              (axes[1], grids[1], bad, "failed rollout")):
-    r = float(core.reward(jnp.asarray(g), jnp.asarray(resp)))
+    r = float(reward(jnp.asarray(g), jnp.asarray(resp)))
     _, name = trace_path(g, resp)
     render(g, resp, ax=ax, title=f"{label}: {name}, reward {r:.0f}")
   fig.suptitle(f"{size}x{size} Prim mazes: start (green) to goal (red)", fontsize=11)
@@ -189,15 +192,15 @@ def main(argv: Sequence[str] | None = None) -> None:
   parser.add_argument("--size", type=int, default=17)
   parser.add_argument("--seed", type=int, default=0)
   parser.add_argument("--extra_openings", type=int, default=0)
-  parser.add_argument("--variant", default="from_start", choices=core.VARIANTS)
+  parser.add_argument("--variant", default="from_start", choices=VARIANTS)
   parser.add_argument("--show", action="store_true", help="also print maze 0 and its answer")
   args = parser.parse_args(argv)
   render_pair(args.render, args.size, args.seed, args.extra_openings, args.variant)
   print(f"wrote {args.render}")
   if args.show:
-    g = core.train_mazes(args.seed, jnp.arange(1), args.size, args.extra_openings, args.variant)[0]
-    print(core.decode(core.prompt_tokens(g)).replace(" NEWLINE ", "\n"))
-    print(core.decode(core.shortest_path(g)))
+    g = train_mazes(args.seed, jnp.arange(1), args.size, args.extra_openings, args.variant)[0]
+    print(decode(prompt_tokens(g)).replace(" NEWLINE ", "\n"))
+    print(decode(shortest_path(g)))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""The maze orchestrator: one SFT stage, then every (estimator, N) RL run, then the figures.
+"""The maze orchestrator (:func:`run`): one SFT stage, then every (estimator, N) RL run, then
+the figures.
 
 Workdir layout (every stage in its own directory, each resumable on its own)::
 
@@ -27,6 +28,7 @@ import ml_collections
 from experiments.maze import plots
 from experiments.maze import runs as runs_lib
 from experiments.maze import train
+from experiments.maze import validation
 from maxrl_jax.train import files
 from maxrl_jax.train import logs
 from maxrl_jax.train import mesh as mesh_lib
@@ -58,7 +60,7 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: str, *, mesh=None,
     "table": path, ...}`` (also written to ``workdir/summary.json`` once every run is complete).
   """
   mesh = mesh if mesh is not None else mesh_lib.make_mesh()
-  runs_lib.validate(config, mesh)
+  validation.validate(config, mesh)
   t0 = time.time()
   if mesh_lib.is_chief():
     files.write_json(files.as_path(workdir) / logs.CONFIG_FILE, logs.config_to_dict(config))
