@@ -199,6 +199,7 @@ def imagenet_part(p: dict, out: dict, save, deadline: float):
     save()
     return
   from experiments.imagenet import config as config_lib
+  from experiments.imagenet import runs as runs_lib
   from experiments.imagenet import steps as steps_lib
   from maxrl_jax.train import mesh as mesh_lib
   t_part = time.perf_counter()
@@ -218,7 +219,7 @@ def imagenet_part(p: dict, out: dict, save, deadline: float):
          "num_rollouts": int(p["imagenet_rollouts"]), "synthetic_images": True}
   runs = (("cross_entropy", "cross_entropy", 1), ("maxrl", "maxrl", int(p["imagenet_rollouts"])))
   for name, objective, rollouts in runs:
-    rc = steps_lib.run_config(config, {"name": name, "objective": objective,
+    rc = runs_lib.run_config(config, {"name": name, "objective": objective,
                                        "num_rollouts": rollouts})
     step = jax.jit(steps_lib.make_train_step(rc, model, tx, schedule), donate_argnums=0,
                    out_shardings=(replicated, replicated),

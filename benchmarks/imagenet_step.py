@@ -26,6 +26,7 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 from experiments.imagenet import config as config_lib  # noqa: E402
+from experiments.imagenet import runs as runs_lib  # noqa: E402
 from experiments.imagenet import steps as steps_lib  # noqa: E402
 from experiments.imagenet import validation  # noqa: E402
 from maxrl_jax.train import mesh as mesh_lib  # noqa: E402
@@ -63,7 +64,7 @@ def main(argv=None) -> dict:
 
   steps, states = {}, {}
   for name, run in runs.items():
-    rc = steps_lib.run_config(config, run)
+    rc = runs_lib.run_config(config, run)
     step_fn = steps_lib.make_train_step(rc, model, tx, schedule)
     steps[name] = jax.jit(step_fn, donate_argnums=0, out_shardings=(replicated, replicated))
     states[name] = steps_lib.init_state(config, model, tx, mesh)

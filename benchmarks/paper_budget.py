@@ -396,6 +396,7 @@ def maze_flop_accounting(config, task, model_cfg, full_compiled, batch: int) -> 
 
 def imagenet_step(objective: str, num_rollouts: int, batch: int = 256):
   from experiments.imagenet import config as config_lib
+  from experiments.imagenet import runs as runs_lib
   from experiments.imagenet import steps as steps_lib
   from maxrl_jax.train import mesh as mesh_lib
   config = config_lib.get_config("paper")
@@ -403,7 +404,7 @@ def imagenet_step(objective: str, num_rollouts: int, batch: int = 256):
   mesh = one_device_mesh()
   model = steps_lib.build_model(config, 1000)
   tx, schedule = steps_lib.make_optimizer(config, total_steps=100_000, warmup_steps=10_000)
-  rc = steps_lib.run_config(config, {"name": objective, "objective": objective,
+  rc = runs_lib.run_config(config, {"name": objective, "objective": objective,
                                      "num_rollouts": num_rollouts})
   step = jax.jit(steps_lib.make_train_step(rc, model, tx, schedule), donate_argnums=0,
                  out_shardings=(mesh_lib.replicated(mesh),) * 2)

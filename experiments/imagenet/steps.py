@@ -23,8 +23,7 @@ import numpy as np
 import optax
 
 from experiments.imagenet import objectives
-# run_config: benchmarks/ import it from here.
-from experiments.imagenet.runs import run_config, seeds  # noqa: F401
+from experiments.imagenet.runs import seeds
 from maxrl_jax.models import resnet
 from maxrl_jax.train import mesh as mesh_lib
 from maxrl_jax.train import optim
