@@ -236,6 +236,24 @@ def test_smoke_sweep_end_to_end_with_interruption(tmp_path, capsys):
   out = experiment.run_sweep(cfg, workdir)
   assert out["complete"] and "resumed" not in capsys.readouterr().out
 
+  # A workdir written before the fields of maze_config.FIELDS_ADDED existed (their config.json
+  # files lack them) is still complete for this release at those fields' old values, and is
+  # refused, naming the field, at another value.
+  for root, _, fnames in os.walk(workdir):
+    if "config.json" in fnames:
+      path = os.path.join(root, "config.json")
+      saved = json.load(open(path))
+      for field in maze_config.FIELDS_ADDED:
+        section, name = field.split(".")
+        saved[section].pop(name)
+      json.dump(saved, open(path, "w"))
+  out = experiment.run_sweep(cfg, workdir)
+  printed = capsys.readouterr().out
+  assert out["complete"] and "resumed" not in printed and "[maze sft] complete" in printed
+  cfg.maze.num_train = 64
+  with pytest.raises(ConfigError, match=r"config\.maze\.num_train: .*0.*64"):
+    experiment.run_sweep(cfg, workdir)
+
 
 @pytest.mark.slow
 def test_table3_methods_run_in_the_maze_driver(tmp_path):
